@@ -1,0 +1,176 @@
+"""Training data (config group ``data``): corpus -> sampler -> tokenised batches.
+
+``ParallelDataModule.train_dataloader`` returns a ``ResumableDataLoader`` whose batch sampler is one
+of ``src.samplers``. A batch is a dict::
+
+    query, passage   tokenised inputs (dynamic padding); passage holds the B positives first, then
+                     B * num_hard_negatives hard negatives (example i's negatives in a block)
+    query_lang, passage_lang   list[str] of length B
+    kind             "xx", "xy" or "mixed"
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import datasets
+import lightning as L
+from torch.utils.data import DataLoader
+
+from src.data.corpus import ParallelIndex, load_parallel_corpus
+from src.encoder import Tokenization
+from src.errors import DataError
+from src.samplers import ParallelBatchSampler
+
+
+class ParallelPairs:
+    """Map-style dataset over (query_row, passage_row) pairs; fetches a whole batch in one Arrow read."""
+
+    def __init__(self, corpus: datasets.Dataset, num_hard_negatives: int = 0) -> None:
+        self.corpus = corpus
+        self.num_hard_negatives = num_hard_negatives
+
+    def __getitems__(self, pairs: Sequence[tuple[int, int]]) -> dict[str, Any]:
+        q_rows = [q for q, _ in pairs]
+        p_rows = [p for _, p in pairs]
+        queries = self.corpus.select_columns(["query", "lang"])[q_rows]
+        p_cols = ["positive", "lang"] + (["negatives"] if self.num_hard_negatives else [])
+        passages = self.corpus.select_columns(p_cols)[p_rows]
+        negatives = []
+        for negs in passages.get("negatives", []):
+            # cycle when an example has fewer than k negatives, so every rank's batch has the same shape
+            negatives.extend(negs[i % len(negs)] for i in range(self.num_hard_negatives))
+        return {
+            "query": queries["query"],
+            "passage": passages["positive"] + negatives,
+            "query_lang": queries["lang"],
+            "passage_lang": passages["lang"],
+        }
+
+    def __getitem__(self, pair: tuple[int, int]) -> dict[str, Any]:
+        return self.__getitems__([pair])
+
+
+class Collator:
+    """Tokenises a fetched batch (in DataLoader workers when num_workers > 0)."""
+
+    def __init__(self, tokenization: Tokenization) -> None:
+        self.tokenization = tokenization
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        q_langs, p_langs = batch["query_lang"], batch["passage_lang"]
+        if q_langs != p_langs:
+            kind = "xy"
+        else:
+            kind = "xx" if len(set(q_langs)) == 1 else "mixed"
+        return {
+            "query": self.tokenization(batch["query"], "query"),
+            "passage": self.tokenization(batch["passage"], "passage"),
+            "query_lang": q_langs,
+            "passage_lang": p_langs,
+            "kind": kind,
+        }
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader whose position inside the epoch is saved in Lightning checkpoints.
+
+    Lightning stores ``state_dict()`` of every train loader that has one and restores it before
+    the resumed epoch starts; the sampler then skips the batches already consumed. Batches are
+    counted as the main process hands them out (not as workers prefetch them).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._consumed = 0
+
+    def __iter__(self):
+        sampler: ParallelBatchSampler = self.batch_sampler
+        self._consumed = sampler._start_step
+        for batch in super().__iter__():
+            self._consumed += 1
+            yield batch
+
+    def state_dict(self) -> dict:
+        return self.batch_sampler.state_dict(consumed=self._consumed)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.batch_sampler.load_state_dict(state)
+
+
+class ParallelDataModule(L.LightningDataModule):
+    """Loads the parallel corpus and serves sampler-driven batches.
+
+    Args:
+        files: corpus file paths/globs (see ``src/data/corpus.py`` for the schema).
+        sampler: a callable ``(index, batch_size, rank=, world_size=, seed=) -> ParallelBatchSampler``
+            (Hydra's ``_partial_`` of the ``sampler`` config group).
+        tokenization: from the encoder.
+        batch_size: per rank.
+        languages: restrict the corpus to these languages.
+        num_hard_negatives: hard negatives per example (needs a ``negatives`` field in the data).
+        num_workers: DataLoader workers (tokenisation runs there).
+        seed: sampler seed.
+    """
+
+    def __init__(
+        self,
+        files: str | Sequence[str],
+        sampler: Callable[..., ParallelBatchSampler],
+        tokenization: Tokenization,
+        batch_size: int = 32,
+        languages: Sequence[str] | None = None,
+        num_hard_negatives: int = 0,
+        num_workers: int = 0,
+        seed: int = 0,
+        cache_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.files = files
+        self.sampler_factory = sampler
+        self.tokenization = tokenization
+        self.batch_size = batch_size
+        self.languages = list(languages) if languages else None
+        self.num_hard_negatives = num_hard_negatives
+        self.num_workers = num_workers
+        self.seed = seed
+        self.cache_dir = cache_dir
+        self.corpus: datasets.Dataset | None = None
+        self.index: ParallelIndex | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.corpus is not None:
+            return
+        self.corpus = load_parallel_corpus(self.files, self.languages, cache_dir=self.cache_dir)
+        self.index = ParallelIndex.from_dataset(self.corpus)
+        if self.num_hard_negatives:
+            lengths = self.corpus.data.table.column("negatives").combine_chunks().value_lengths()
+            lacking = sum(1 for n in lengths.to_pylist() if not n)
+            if lacking:
+                raise DataError(
+                    f"data.num_hard_negatives={self.num_hard_negatives} but {lacking} row(s) of {self.files} "
+                    "have no 'negatives'; set data.num_hard_negatives=0 or add negatives"
+                )
+
+    def build_sampler(self, rank: int = 0, world_size: int = 1) -> ParallelBatchSampler:
+        self.setup()
+        return self.sampler_factory(self.index, self.batch_size, rank=rank, world_size=world_size, seed=self.seed)
+
+    def train_dataloader(self) -> ResumableDataLoader:
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        return ResumableDataLoader(
+            ParallelPairs(self.corpus, self.num_hard_negatives),
+            batch_sampler=self.build_sampler(rank, world),
+            collate_fn=Collator(self.tokenization),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            # tokenizers' own threads fight the workers for the CPU cores
+            worker_init_fn=_quiet_tokenizers if self.num_workers else None,
+        )
+
+
+def _quiet_tokenizers(_: int) -> None:
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"

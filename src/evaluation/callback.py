@@ -1,0 +1,67 @@
+"""Runs the zero-shot evaluation during and at the end of training (config group ``eval``).
+
+At the end of ``fit`` (and every ``every_n_steps`` optimizer steps if set) the evaluator runs on
+global rank 0, its scalar metrics go to every logger as ``eval/<set>/<metric>``, and the last
+results are written atomically to ``results_path`` (next to the checkpoints).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from typing import Any
+
+import lightning as L
+
+from src.evaluation.evaluator import RetrievalEvaluator
+
+log = logging.getLogger(__name__)
+
+
+def write_json_atomic(path: str, obj: Any) -> None:
+    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=2, ensure_ascii=False)
+    os.replace(tmp, path)
+
+
+def scalar_metrics(results: dict[str, dict], prefix: str = "eval") -> dict[str, float]:
+    return {
+        f"{prefix}/{name}/{k}": v
+        for name, metrics in results.items()
+        for k, v in metrics.items()
+        if isinstance(v, float) and not k.endswith("_seconds")
+    }
+
+
+class RetrievalEvalCallback(L.Callback):
+    def __init__(self, evaluator: RetrievalEvaluator, results_path: str, every_n_steps: int | None = None,
+                 extra: dict | None = None) -> None:
+        self.evaluator = evaluator
+        self.results_path = results_path
+        self.every_n_steps = every_n_steps
+        self.extra = extra or {}
+        self.results: dict[str, dict] | None = None
+
+    def _run(self, trainer: L.Trainer, pl_module: L.LightningModule, final: bool) -> None:
+        if trainer.is_global_zero:
+            results = self.evaluator(pl_module.encoder)
+            metrics = scalar_metrics(results)
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=trainer.global_step)
+            self.results = results
+            payload = {"step": trainer.global_step, "final": final, **self.extra, "results": results}
+            write_json_atomic(self.results_path, payload)
+        trainer.strategy.barrier("retrieval_eval")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+            self._run(trainer, pl_module, final=False)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._run(trainer, pl_module, final=True)

@@ -1,0 +1,58 @@
+"""Result tables: one row per (run, eval set) with the headline metrics, as Markdown or CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+HEADLINE = (
+    ("monolingual_map", "mono mAP"),
+    ("crosslingual_map", "cross mAP"),
+    ("multilingual_map", "multi mAP"),
+    ("rank_distance", "rank dist"),
+    ("same_language_first", "same-lang-1st"),
+)
+
+
+def result_rows(results: dict[str, dict], **columns: str) -> list[dict[str, str]]:
+    """Flatten ``{set: metrics}`` into rows; ``columns`` (e.g. run=..., status=...) lead each row."""
+    rows = []
+    for name, metrics in results.items():
+        row = {**columns, "eval set": name}
+        for key, label in HEADLINE:
+            value = metrics.get(key)
+            row[label] = f"{value:.4f}" if isinstance(value, float) and key != "rank_distance" else (
+                f"{value:.1f}" if isinstance(value, float) else "")
+        rows.append(row)
+    return rows
+
+
+def markdown_table(rows: list[dict[str, str]]) -> str:
+    if not rows:
+        return "(no results)"
+    header = list(rows[0])
+    for row in rows[1:]:
+        header += [k for k in row if k not in header]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(r.get(h, "")) for h in header) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def csv_table(rows: list[dict[str, str]]) -> str:
+    if not rows:
+        return ""
+    header = list(dict.fromkeys(k for r in rows for k in r))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=header)
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def matrix_table(matrix: dict[str, dict[str, float]]) -> str:
+    """The X -> Y mAP matrix (rows: query language, columns: pool language) as Markdown."""
+    langs = list(matrix)
+    lines = ["| query \\ pool | " + " | ".join(langs) + " |", "|" + "---|" * (len(langs) + 1)]
+    for x in langs:
+        lines.append(f"| {x} | " + " | ".join(f"{matrix[x].get(y, float('nan')):.3f}" for y in langs) + " |")
+    return "\n".join(lines)

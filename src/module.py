@@ -1,0 +1,108 @@
+"""The LightningModule: one shared encoder trained with in-batch InfoNCE.
+
+In:  batches from ``src.data.datamodule`` (tokenised queries, positives then hard negatives,
+     languages and batch kind).
+Out: logged ``train/loss``, ``train/accuracy`` (in-batch top-1), ``train/temperature``, the learning
+     rate (LearningRateMonitor) and ``sampling/*``: the running share of batch kinds, query
+     languages and (query, passage) language pairs drawn so far.
+
+Under DDP, passages (and, for the symmetric loss, queries) are gathered from every rank with
+gradients, so each query is scored against the whole global batch.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import lightning as L
+import torch
+from transformers import get_linear_schedule_with_warmup
+
+from src.encoder import Encoder
+from src.loss import InfoNCELoss
+
+
+class BiEncoderModule(L.LightningModule):
+    """Args:
+    encoder: the shared query/passage encoder.
+    loss: InfoNCE (temperature, learnable, symmetric).
+    lr, weight_decay: AdamW.
+    warmup_ratio: share of all optimizer steps spent in linear warm-up, then linear decay to 0.
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        loss: InfoNCELoss,
+        lr: float = 2e-5,
+        weight_decay: float = 0.01,
+        warmup_ratio: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.loss = loss
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.warmup_ratio = warmup_ratio
+        self.save_hyperparameters(ignore=["encoder", "loss"])
+        self.drawn: Counter[str] = Counter()
+
+    def _gather(self, x: torch.Tensor) -> torch.Tensor:
+        if self.trainer is None or self.trainer.world_size == 1:
+            return x
+        return self.all_gather(x, sync_grads=True).flatten(0, 1)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        q = self.encoder(**batch["query"])
+        p = self.encoder(**batch["passage"])
+        n_local = p.shape[0]
+        rank = self.global_rank if self.trainer is not None else 0
+        # every rank's block is [B positives, B*k negatives]; query i of this rank -> its positive
+        targets = torch.arange(len(q), device=q.device) + rank * n_local
+        q_all = self._gather(q) if self.loss.symmetric else None
+        loss, accuracy = self.loss(q, self._gather(p), targets, q_all=q_all, q_offset=rank * len(q))
+
+        bs = len(q)
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        self.log("train/accuracy", accuracy, prog_bar=True, batch_size=bs)
+        self.log("train/temperature", self.loss.temperature, batch_size=bs)
+        self._log_sampling(batch)
+        return loss
+
+    def _log_sampling(self, batch: dict[str, Any]) -> None:
+        """Running shares of what the sampler drew (this rank; ranks draw alike by construction)."""
+        self.drawn["steps"] += 1
+        self.drawn[f"kind/{batch['kind']}"] += 1
+        for q_lang, p_lang in zip(batch["query_lang"], batch["passage_lang"]):
+            self.drawn[f"query_lang/{q_lang}"] += 1
+            self.drawn[f"pair/{q_lang}-{p_lang}"] += 1
+        self.drawn["examples"] += len(batch["query_lang"])
+        if self.trainer is None or (self.global_step + 1) % max(1, self.trainer.log_every_n_steps):
+            return
+        shares = {
+            f"sampling/{k}": v / (self.drawn["steps"] if k.startswith("kind/") else self.drawn["examples"])
+            for k, v in self.drawn.items()
+            if "/" in k
+        }
+        self.log_dict(shares, batch_size=len(batch["query_lang"]))
+
+    def configure_optimizers(self):
+        no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+        named = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for n, p in named if not n.endswith(no_decay)], "weight_decay": self.weight_decay},
+            {"params": [p for n, p in named if n.endswith(no_decay)], "weight_decay": 0.0},
+        ]
+        fused = self.device.type == "cuda"
+        optimizer = torch.optim.AdamW(groups, lr=self.lr, fused=fused)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(self.warmup_ratio * total), total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["sampling_counts"] = dict(self.drawn)
+        checkpoint["encoder_name_or_path"] = self.encoder.name_or_path
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.drawn = Counter(checkpoint.get("sampling_counts", {}))

@@ -1,0 +1,134 @@
+"""What ``train.py`` and ``evaluate.py`` do, as functions of a composed Hydra config (testable)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from src.encoder import Encoder, minilm_path
+from src.errors import ConfigError
+from src.evaluation.callback import RetrievalEvalCallback, write_json_atomic
+from src.evaluation.evaluator import RetrievalEvaluator
+from src.evaluation.report import markdown_table, matrix_table, result_rows
+from src.module import BiEncoderModule
+
+log = logging.getLogger(__name__)
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _auto_precision() -> str:
+    if torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+def register_resolvers() -> None:
+    for name, fn in (
+        ("minilm_path", minilm_path),
+        ("auto_precision", _auto_precision),
+        ("project_root", lambda: str(PROJECT_ROOT)),
+    ):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+register_resolvers()
+
+
+def output_dir() -> str:
+    return HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else os.getcwd()
+
+
+def build_evaluator(eval_cfg: DictConfig) -> RetrievalEvaluator:
+    sets = {name: instantiate(spec) for name, spec in eval_cfg.sets.items()}
+    return RetrievalEvaluator(sets, batch_size=eval_cfg.batch_size, chunk_size=eval_cfg.chunk_size)
+
+
+def build_loggers(cfg: DictConfig, out: str):
+    if cfg.logger is None or not cfg.logger.get("_target_"):
+        return False
+    config = OmegaConf.to_container(cfg, resolve=True)
+    if "wandb" in cfg.logger._target_:
+        return [instantiate(cfg.logger, save_dir=out, config=config)]
+    return [instantiate(cfg.logger, save_dir=out)]
+
+
+def print_results(results: dict[str, dict]) -> None:
+    print("\n" + markdown_table(result_rows(results)))
+    for name, metrics in results.items():
+        print(f"\n{name}: mAP, query language (rows) x pool language (columns)\n{matrix_table(metrics['matrix'])}")
+
+
+def train(cfg: DictConfig) -> dict[str, dict]:
+    """Fit the encoder with the configured sampler, then evaluate; returns the eval results."""
+    L.seed_everything(cfg.seed, workers=True)
+    out = output_dir()
+    encoder: Encoder = instantiate(cfg.model)
+    datamodule = instantiate(cfg.data)(sampler=instantiate(cfg.sampler), tokenization=encoder.tokenization, seed=cfg.seed)
+    datamodule.build_sampler(0, int(cfg.trainer.get("num_nodes", 1) or 1) * _devices(cfg))  # fail fast on bad options
+    module = BiEncoderModule(encoder, instantiate(cfg.loss), **cfg.optim)
+
+    ckpt_dir = os.path.join(out, "checkpoints")
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    eval_cb = RetrievalEvalCallback(
+        build_evaluator(cfg.eval),
+        results_path=os.path.join(ckpt_dir, "results.json"),
+        every_n_steps=cfg.eval.every_n_steps,
+        extra={"overrides": overrides},
+    )
+    loggers = build_loggers(cfg, out)
+    callbacks = [
+        ModelCheckpoint(dirpath=ckpt_dir, save_last=True, every_n_train_steps=cfg.checkpoint_every_n_steps),
+        eval_cb,
+    ] + ([LearningRateMonitor(logging_interval="step")] if loggers else [])
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    if trainer.is_global_zero and eval_cb.results is not None:
+        print_results(eval_cb.results)
+        print(f"\nresults: {eval_cb.results_path}")
+    return eval_cb.results or {}
+
+
+def _devices(cfg: DictConfig) -> int:
+    devices = cfg.trainer.get("devices", 1)
+    if isinstance(devices, int) and devices > 0:
+        return devices
+    if isinstance(devices, str) and devices.isdigit():
+        return int(devices)
+    return max(1, torch.cuda.device_count())  # "auto" / -1
+
+
+def load_encoder_from_checkpoint(cfg: DictConfig) -> Encoder:
+    """The model config builds the architecture; the checkpoint's weights must fit it."""
+    encoder: Encoder = instantiate(cfg.model)
+    state = torch.load(cfg.ckpt, map_location="cpu", weights_only=False)
+    saved = state.get("encoder_name_or_path")
+    weights = {k[len("encoder."):]: v for k, v in state["state_dict"].items() if k.startswith("encoder.")}
+    missing, unexpected = encoder.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise ConfigError(
+            f"checkpoint {cfg.ckpt} was trained from {saved!r} and does not fit model={encoder.name_or_path!r} "
+            f"({len(missing)} missing, {len(unexpected)} unexpected weights); pass the model option it was trained with"
+        )
+    return encoder
+
+
+def evaluate(cfg: DictConfig) -> dict[str, dict]:
+    """Zero-shot evaluation of ``cfg.model`` (or a trained ``cfg.ckpt``) on ``cfg.eval``."""
+    encoder = load_encoder_from_checkpoint(cfg) if cfg.get("ckpt") else instantiate(cfg.model)
+    if torch.cuda.is_available():
+        encoder.cuda()
+    results = build_evaluator(cfg.eval)(encoder)
+    path = os.path.join(output_dir(), "results.json")
+    write_json_atomic(path, {"model": encoder.name_or_path, "ckpt": cfg.get("ckpt"), "results": results})
+    print_results(results)
+    print(f"\nresults: {path}")
+    return results

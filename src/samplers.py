@@ -1,0 +1,235 @@
+"""Batch samplers: how the languages of each in-batch-negatives batch are drawn.
+
+Every sampler yields, per training step, a list of ``(query_row, passage_row)`` pairs that index
+the long-format corpus (see ``src/data/corpus.py``). The strategies:
+
+- ``XXSampler`` (``sampler=xx``): draw one language X with p(X) ∝ n_X ** temperature, then B
+  distinct examples available in X. Queries and passages are in X.
+- ``XYSampler`` (``sampler=xy``): draw an ordered pair (X, Y), X != Y, with p ∝ n_XY ** temperature
+  (n_XY = examples available in both), then B distinct examples. Queries in X, passages in Y.
+- ``HybridSampler`` (``sampler=hybrid``): each batch is an X-X batch with probability ``alpha``,
+  otherwise an X-Y batch.
+- ``XXSampler(languages=["en"])`` (``sampler=en_en``): the English-only baseline.
+- ``MixedSampler`` (``sampler=mixed``): B distinct examples, each in its own uniformly drawn
+  language; query and passage of an example share that language.
+
+Invariants (each tested in ``tests/test_samplers.py``):
+
+- no example id twice in one batch, in any language (its translation would be a false negative);
+- batch ``k`` of epoch ``e`` depends only on ``(seed, e, k)``: the same seed gives the same
+  sequence, and resuming from ``state_dict()`` continues with exactly the batches an
+  uninterrupted run would have drawn;
+- under DDP all ranks draw the same global batch of ``world_size * B`` distinct examples and each
+  takes its own slice, so every rank of a step uses the same language or pair and the ranks'
+  examples are disjoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from torch.utils.data import Sampler
+
+from src.data.corpus import ParallelIndex
+from src.errors import ConfigError
+
+
+@dataclass
+class Batch:
+    """One global batch: example indices and, per example, the query and passage language."""
+
+    kind: str  # "xx", "xy" or "mixed"
+    examples: np.ndarray  # [world_size * B] example indices, distinct
+    query_langs: np.ndarray  # [world_size * B] language indices
+    passage_langs: np.ndarray
+
+    def pairs(self, index: ParallelIndex, rank: int, per_rank: int) -> list[tuple[int, int]]:
+        sl = slice(rank * per_rank, (rank + 1) * per_rank)
+        ex = self.examples[sl]
+        q_rows = index.rows[ex, self.query_langs[sl]]
+        p_rows = index.rows[ex, self.passage_langs[sl]]
+        return list(zip(q_rows.tolist(), p_rows.tolist()))
+
+
+class ParallelBatchSampler(Sampler[list[tuple[int, int]]]):
+    """Base class: deterministic per-step randomness, DDP slicing, epoch length, resumable state.
+
+    Args:
+        index: the corpus index.
+        batch_size: examples per batch on each rank (B).
+        steps_per_epoch: batches per epoch; default: corpus rows // (B * world_size).
+        seed: base seed; batch k of epoch e uses ``np.random.default_rng([seed, e, k])``.
+        rank, world_size: DDP position; all ranks must pass the same other arguments.
+        languages: restrict to these languages (default: all in the data).
+        temperature: t in p ∝ n ** t; 1 samples in proportion to data size, 0 uniformly.
+    """
+
+    def __init__(
+        self,
+        index: ParallelIndex,
+        batch_size: int,
+        steps_per_epoch: int | None = None,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        languages: Sequence[str] | None = None,
+        temperature: float = 1.0,
+    ) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"batch size must be >= 1, got {batch_size}")
+        if not 0 <= rank < world_size:
+            raise ConfigError(f"rank {rank} outside world size {world_size}")
+        if temperature < 0:
+            raise ConfigError(f"sampler.temperature must be >= 0, got {temperature}")
+        self.index = index
+        self.batch_size = batch_size
+        self.global_batch = batch_size * world_size
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.temperature = temperature
+        self.lang_ids = (
+            np.array([index.lang_id(lang) for lang in languages])
+            if languages
+            else np.arange(len(index.languages))
+        )
+        n_rows = int(index.available[:, self.lang_ids].sum())
+        self.steps_per_epoch = steps_per_epoch or max(1, n_rows // self.global_batch)
+        if self.steps_per_epoch < 1:
+            raise ConfigError(f"sampler.steps_per_epoch must be >= 1, got {steps_per_epoch}")
+        self.epoch = 0
+        self._start_step = 0  # set by load_state_dict for a mid-epoch resume
+
+    # -- to implement -------------------------------------------------------------------
+    def draw(self, rng: np.random.Generator) -> Batch:
+        raise NotImplementedError
+
+    # -- shared machinery ---------------------------------------------------------------
+    def batch_at(self, epoch: int, step: int) -> Batch:
+        return self.draw(np.random.default_rng([self.seed, epoch, step]))
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        start, self._start_step = self._start_step, 0
+        for step in range(start, self.steps_per_epoch):
+            yield self.batch_at(self.epoch, step).pairs(self.index, self.rank, self.batch_size)
+
+    def __len__(self) -> int:
+        # the full epoch even when resuming: Lightning counts the skipped batches as already done
+        return self.steps_per_epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning at every epoch start; a pending resume applies to its own epoch only."""
+        if epoch != self.epoch:
+            self._start_step = 0
+        self.epoch = epoch
+
+    def state_dict(self, consumed: int) -> dict:
+        """State after ``consumed`` batches of the current epoch were used."""
+        return {"epoch": self.epoch, "step": consumed, "seed": self.seed, "world_size": self.world_size}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["seed"] != self.seed or state["world_size"] != self.world_size:
+            raise ConfigError(
+                f"cannot resume sampler: checkpoint has seed={state['seed']}, world_size={state['world_size']}, "
+                f"this run has seed={self.seed}, world_size={self.world_size}"
+            )
+        self.epoch = state["epoch"]
+        self._start_step = state["step"]
+
+    # -- helpers for subclasses ---------------------------------------------------------
+    def _weights(self, counts: np.ndarray) -> np.ndarray:
+        w = np.where(counts > 0, counts.astype(np.float64) ** self.temperature, 0.0)
+        return w / w.sum()
+
+    def _distinct(self, rng: np.random.Generator, candidates: np.ndarray) -> np.ndarray:
+        return rng.choice(candidates, size=self.global_batch, replace=False)
+
+    def _require(self, what: str, count: int) -> None:
+        if count < self.global_batch:
+            raise ConfigError(
+                f"batch size {self.global_batch}"
+                + (f" ({self.batch_size} x {self.world_size} ranks)" if self.world_size > 1 else "")
+                + f" is larger than the {count} examples available in {what}; lower the batch size "
+                "or leave that language out with sampler.languages"
+            )
+
+
+class XXSampler(ParallelBatchSampler):
+    """X-X batches: one language X per batch, p(X) ∝ n_X ** temperature."""
+
+    def __init__(self, index: ParallelIndex, batch_size: int, **kwargs) -> None:
+        super().__init__(index, batch_size, **kwargs)
+        self.counts = np.array([len(index.examples_in(lang)) for lang in self.lang_ids])
+        for lang, n in zip(self.lang_ids, self.counts):
+            self._require(f"language {index.languages[lang]!r}", int(n))
+        self.probs = self._weights(self.counts)
+
+    def draw(self, rng: np.random.Generator) -> Batch:
+        lang = self.lang_ids[rng.choice(len(self.lang_ids), p=self.probs)]
+        examples = self._distinct(rng, self.index.examples_in(lang))
+        langs = np.full(self.global_batch, lang)
+        return Batch("xx", examples, langs, langs)
+
+
+class XYSampler(ParallelBatchSampler):
+    """X-Y batches: an ordered pair X != Y per batch, p(X, Y) ∝ n_XY ** temperature.
+
+    Pairs without shared examples have probability 0 (monolingual-only data is allowed as long as
+    at least one pair exists).
+    """
+
+    def __init__(self, index: ParallelIndex, batch_size: int, **kwargs) -> None:
+        super().__init__(index, batch_size, **kwargs)
+        n = index.pair_counts()
+        pairs = [(x, y) for x in self.lang_ids for y in self.lang_ids if x != y and n[x, y] > 0]
+        if not pairs:
+            raise ConfigError(
+                f"sampler needs X-Y pairs but no two of the languages {[index.languages[i] for i in self.lang_ids]} "
+                "share an example id"
+            )
+        self.pairs = np.array(pairs)
+        self.counts = np.array([n[x, y] for x, y in pairs])
+        for (x, y), c in zip(pairs, self.counts):
+            self._require(f"both {index.languages[x]!r} and {index.languages[y]!r}", int(c))
+        self.probs = self._weights(self.counts)
+
+    def draw(self, rng: np.random.Generator) -> Batch:
+        x, y = self.pairs[rng.choice(len(self.pairs), p=self.probs)]
+        examples = self._distinct(rng, self.index.examples_in_both(x, y))
+        return Batch("xy", examples, np.full(self.global_batch, x), np.full(self.global_batch, y))
+
+
+class HybridSampler(ParallelBatchSampler):
+    """Hybrid batches: X-X with probability ``alpha``, else X-Y (both drawn as above)."""
+
+    def __init__(self, index: ParallelIndex, batch_size: int, alpha: float = 0.5, **kwargs) -> None:
+        if not 0.0 <= alpha <= 1.0:
+            raise ConfigError(f"sampler.alpha must be in [0, 1], got {alpha}")
+        super().__init__(index, batch_size, **kwargs)
+        self.alpha = alpha
+        # alpha = 0 or 1 degenerates to pure X-Y / X-X, which need not be constructible otherwise
+        self.xx = XXSampler(index, batch_size, **kwargs) if alpha > 0 else None
+        self.xy = XYSampler(index, batch_size, **kwargs) if alpha < 1 else None
+
+    def draw(self, rng: np.random.Generator) -> Batch:
+        use_xx = rng.random() < self.alpha
+        return (self.xx if use_xx else self.xy).draw(rng)
+
+
+class MixedSampler(ParallelBatchSampler):
+    """Mixed baseline: B distinct examples, each in its own uniformly drawn available language."""
+
+    def __init__(self, index: ParallelIndex, batch_size: int, **kwargs) -> None:
+        super().__init__(index, batch_size, **kwargs)
+        self.mask = index.available[:, self.lang_ids]
+        self.candidates = np.flatnonzero(self.mask.any(1))
+        self._require(f"languages {[index.languages[i] for i in self.lang_ids]}", len(self.candidates))
+
+    def draw(self, rng: np.random.Generator) -> Batch:
+        examples = self._distinct(rng, self.candidates)
+        # uniform among each example's available languages: argmax of masked uniform noise
+        noise = rng.random((len(examples), len(self.lang_ids))) * self.mask[examples]
+        langs = self.lang_ids[noise.argmax(1)]
+        return Batch("mixed", examples, langs, langs)

@@ -1,0 +1,49 @@
+"""A Hydra callback that prints and saves one comparison table at the end of a multirun.
+
+It reads each job's ``results.json`` (written by the end-of-training evaluation) and the job's
+overrides, and writes ``summary.md`` and ``summary.csv`` into the sweep folder. Jobs without
+results are listed as failed, so one broken job is visible rather than silently missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from src.evaluation.report import csv_table, markdown_table, result_rows
+
+RESULTS_GLOB = "checkpoints/results.json"
+
+
+def summarize_sweep(sweep_dir: str | Path) -> list[dict[str, str]]:
+    sweep_dir = Path(sweep_dir)
+    rows: list[dict[str, str]] = []
+    jobs = sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+    for job in jobs:
+        overrides_file = job / ".hydra" / "overrides.yaml"
+        overrides = OmegaConf.load(overrides_file) if overrides_file.exists() else []
+        run = " ".join(str(o) for o in overrides) or job.name
+        results_file = job / RESULTS_GLOB
+        if not results_file.exists():
+            rows.append({"job": job.name, "run": run, "status": "failed (no results.json)"})
+            continue
+        results = json.loads(results_file.read_text())["results"]
+        rows.extend(result_rows(results, job=job.name, run=run, status="ok"))
+    return rows
+
+
+class SweepSummary(Callback):
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = config.hydra.sweep.dir
+        if not os.path.isdir(sweep_dir):
+            return
+        rows = summarize_sweep(sweep_dir)
+        table = markdown_table(rows)
+        Path(sweep_dir, "summary.md").write_text(table + "\n")
+        Path(sweep_dir, "summary.csv").write_text(csv_table(rows))
+        print(f"\nSweep summary ({sweep_dir}/summary.md):\n{table}")
