@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import netrc
 import os
-from typing import Any
 from urllib.parse import urlparse
 
 from hydra.core.hydra_config import HydraConfig
@@ -44,7 +43,6 @@ def wandb_logger(
     entity: str | None = None,
     group: str | None = None,
     tags: list[str] | None = None,
-    config: dict[str, Any] | None = None,
 ):
     from lightning.pytorch.loggers import WandbLogger
 
@@ -64,5 +62,4 @@ def wandb_logger(
         group=group or sweep_name(),
         tags=list(tags or []),
         offline=offline,
-        config=config,
     )

@@ -29,6 +29,8 @@ class BiEncoderModule(L.LightningModule):
     loss: InfoNCE (temperature, learnable, symmetric).
     lr, weight_decay: AdamW.
     warmup_ratio: share of all optimizer steps spent in linear warm-up, then linear decay to 0.
+    seed: dropout randomness of step k is seeded from (seed, k), so a resumed run reproduces the
+        uninterrupted run's losses exactly (a fresh process would otherwise have other RNG state).
     """
 
     def __init__(
@@ -38,6 +40,7 @@ class BiEncoderModule(L.LightningModule):
         lr: float = 2e-5,
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -45,6 +48,7 @@ class BiEncoderModule(L.LightningModule):
         self.lr = lr
         self.weight_decay = weight_decay
         self.warmup_ratio = warmup_ratio
+        self.seed = seed
         self.save_hyperparameters(ignore=["encoder", "loss"])
         self.drawn: Counter[str] = Counter()
 
@@ -52,6 +56,9 @@ class BiEncoderModule(L.LightningModule):
         if self.trainer is None or self.trainer.world_size == 1:
             return x
         return self.all_gather(x, sync_grads=True).flatten(0, 1)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        torch.manual_seed(self.seed * 1_000_003 + self.global_step)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         q = self.encoder(**batch["query"])

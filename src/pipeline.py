@@ -10,7 +10,7 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from src.encoder import Encoder, minilm_path
@@ -53,12 +53,12 @@ def build_evaluator(eval_cfg: DictConfig) -> RetrievalEvaluator:
 
 
 def build_loggers(cfg: DictConfig, out: str):
+    """The configured logger, with the whole resolved config logged as hyperparameters."""
     if cfg.logger is None or not cfg.logger.get("_target_"):
         return False
-    config = OmegaConf.to_container(cfg, resolve=True)
-    if "wandb" in cfg.logger._target_:
-        return [instantiate(cfg.logger, save_dir=out, config=config)]
-    return [instantiate(cfg.logger, save_dir=out)]
+    logger = instantiate(cfg.logger, save_dir=out)
+    logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    return [logger]
 
 
 def print_results(results: dict[str, dict]) -> None:
@@ -74,7 +74,7 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     encoder: Encoder = instantiate(cfg.model)
     datamodule = instantiate(cfg.data)(sampler=instantiate(cfg.sampler), tokenization=encoder.tokenization, seed=cfg.seed)
     datamodule.build_sampler(0, int(cfg.trainer.get("num_nodes", 1) or 1) * _devices(cfg))  # fail fast on bad options
-    module = BiEncoderModule(encoder, instantiate(cfg.loss), **cfg.optim)
+    module = BiEncoderModule(encoder, instantiate(cfg.loss), seed=cfg.seed, **cfg.optim)
 
     ckpt_dir = os.path.join(out, "checkpoints")
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
@@ -86,7 +86,7 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     )
     loggers = build_loggers(cfg, out)
     callbacks = [
-        ModelCheckpoint(dirpath=ckpt_dir, save_last=True, every_n_train_steps=cfg.checkpoint_every_n_steps),
+        instantiate(cfg.checkpoint, dirpath=ckpt_dir),
         eval_cb,
     ] + ([LearningRateMonitor(logging_interval="step")] if loggers else [])
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
@@ -109,11 +109,16 @@ def _devices(cfg: DictConfig) -> int:
 def load_encoder_from_checkpoint(cfg: DictConfig) -> Encoder:
     """The model config builds the architecture; the checkpoint's weights must fit it."""
     encoder: Encoder = instantiate(cfg.model)
+    if not os.path.isfile(cfg.ckpt):
+        raise ConfigError(f"checkpoint not found: {cfg.ckpt}")
     state = torch.load(cfg.ckpt, map_location="cpu", weights_only=False)
     saved = state.get("encoder_name_or_path")
     weights = {k[len("encoder."):]: v for k, v in state["state_dict"].items() if k.startswith("encoder.")}
-    missing, unexpected = encoder.load_state_dict(weights, strict=False)
-    if missing or unexpected:
+    try:
+        missing, unexpected = encoder.load_state_dict(weights, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        missing, unexpected = [str(e).splitlines()[0]], []
+    if missing or unexpected or not weights:
         raise ConfigError(
             f"checkpoint {cfg.ckpt} was trained from {saved!r} and does not fit model={encoder.name_or_path!r} "
             f"({len(missing)} missing, {len(unexpected)} unexpected weights); pass the model option it was trained with"

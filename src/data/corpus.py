@@ -139,7 +139,7 @@ def _parquet_rows(path: str) -> Iterator[dict]:
 _READERS = {"jsonl": _jsonl_rows, "tsv": _tsv_rows, "parquet": _parquet_rows}
 
 
-def _generate(files: list[str], signature: list, languages: list[str] | None) -> Iterator[dict]:
+def _generate(files: tuple[str, ...], signature: tuple, languages: tuple[str, ...] | None) -> Iterator[dict]:
     # `signature` (sizes and mtimes) is unused here; it is part of datasets' cache key so that
     # an edited file is re-read instead of served from a stale cache.
     keep = set(languages) if languages else None
@@ -167,12 +167,13 @@ def load_parallel_corpus(
     or a requested language the data lacks.
     """
     paths = resolve_files(files)
-    signature = [(os.path.abspath(p), os.path.getsize(p), os.path.getmtime(p)) for p in paths]
-    langs = sorted(languages) if languages else None
+    signature = tuple((os.path.abspath(p), os.path.getsize(p), os.path.getmtime(p)) for p in paths)
+    langs = tuple(sorted(languages)) if languages else None
     try:
         ds = datasets.Dataset.from_generator(
             _generate,
-            gen_kwargs={"files": paths, "signature": signature, "languages": langs},
+            # tuples, not lists: datasets would treat lists as shards to split
+            gen_kwargs={"files": tuple(paths), "signature": signature, "languages": langs},
             features=FEATURES,
             cache_dir=cache_dir,
         )

@@ -139,6 +139,8 @@ class ParallelDataModule(L.LightningDataModule):
         self.cache_dir = cache_dir
         self.corpus: datasets.Dataset | None = None
         self.index: ParallelIndex | None = None
+        self._loader: ResumableDataLoader | None = None
+        self._resume_state: dict | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.corpus is not None:
@@ -161,7 +163,7 @@ class ParallelDataModule(L.LightningDataModule):
     def train_dataloader(self) -> ResumableDataLoader:
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        return ResumableDataLoader(
+        self._loader = ResumableDataLoader(
             ParallelPairs(self.corpus, self.num_hard_negatives),
             batch_sampler=self.build_sampler(rank, world),
             collate_fn=Collator(self.tokenization),
@@ -170,6 +172,18 @@ class ParallelDataModule(L.LightningDataModule):
             # tokenizers' own threads fight the workers for the CPU cores
             worker_init_fn=_quiet_tokenizers if self.num_workers else None,
         )
+        if self._resume_state is not None:
+            self._loader.load_state_dict(self._resume_state)
+        return self._loader
+
+    # Lightning restores the datamodule before it first builds the train loader; its own
+    # loader-state restore comes too late when configure_optimizers has already built the
+    # loader (estimated_stepping_batches), so the sampler position travels through here.
+    def state_dict(self) -> dict:
+        return {"sampler": self._loader.state_dict()} if self._loader is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume_state = state.get("sampler")
 
 
 def _quiet_tokenizers(_: int) -> None:

@@ -1,0 +1,219 @@
+"""Sampler invariants and statistics (see the src/samplers.py docstring for the definitions)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+from scipy.stats import binomtest, chisquare
+
+from src.data.corpus import ParallelIndex
+from src.errors import ConfigError, DataError
+from src.samplers import HybridSampler, MixedSampler, XXSampler, XYSampler
+
+
+def make_index(coverage: dict[str, float], n: int = 400, seed: int = 0) -> ParallelIndex:
+    """An index where language L holds each of n examples with probability coverage[L]."""
+    rng = np.random.default_rng(seed)
+    langs = sorted(coverage)
+    available = np.stack([rng.random(n) < coverage[lang] for lang in langs], 1)
+    available[~available.any(1), 0] = True  # every example exists in some language
+    rows = np.full(available.shape, -1)
+    rows[available] = np.arange(available.sum())
+    return ParallelIndex(langs, np.array([f"e{i}" for i in range(n)]), rows)
+
+
+COVERAGE = {"ar": 0.3, "de": 0.9, "en": 1.0, "zh": 0.6}
+SAMPLERS = {
+    "xx": lambda idx, **kw: XXSampler(idx, 8, **kw),
+    "xy": lambda idx, **kw: XYSampler(idx, 8, **kw),
+    "hybrid": lambda idx, **kw: HybridSampler(idx, 8, alpha=0.5, **kw),
+    "mixed": lambda idx, **kw: MixedSampler(idx, 8, **kw),
+    "en_en": lambda idx, **kw: XXSampler(idx, 8, languages=["en"], **kw),
+}
+
+
+def row_to_example_lang(index: ParallelIndex) -> dict[int, tuple[int, int]]:
+    e, lang = np.nonzero(index.rows >= 0)
+    return {int(index.rows[i, j]): (int(i), int(j)) for i, j in zip(e, lang)}
+
+
+@pytest.fixture(scope="module")
+def index() -> ParallelIndex:
+    return make_index(COVERAGE)
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_batches_are_well_formed(index, name):
+    sampler = SAMPLERS[name](index, steps_per_epoch=200, seed=1)
+    lookup = row_to_example_lang(index)
+    for batch in sampler:
+        assert len(batch) == 8
+        q = [lookup[qr] for qr, _ in batch]
+        p = [lookup[pr] for _, pr in batch]
+        examples = [e for e, _ in q]
+        assert len(set(examples)) == len(examples), "an example id twice in one batch"
+        assert [e for e, _ in p] == examples, "query and passage of a pair belong to different examples"
+        q_langs = {lang for _, lang in q}
+        p_langs = {lang for _, lang in p}
+        if name in ("xx", "en_en"):
+            assert len(q_langs) == 1 and q_langs == p_langs
+        if name == "en_en":
+            assert q_langs == {index.languages.index("en")}
+        if name == "xy":
+            assert len(q_langs) == 1 and len(p_langs) == 1 and q_langs != p_langs
+        if name == "mixed":
+            assert all(ql == pl for (_, ql), (_, pl) in zip(q, p))
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_same_seed_same_sequence_other_seed_differs(index, name):
+    a = list(SAMPLERS[name](index, steps_per_epoch=30, seed=7))
+    b = list(SAMPLERS[name](index, steps_per_epoch=30, seed=7))
+    c = list(SAMPLERS[name](index, steps_per_epoch=30, seed=8))
+    assert a == b
+    assert a != c
+
+
+def test_epochs_differ_and_epoch_length_is_configurable(index):
+    s = XXSampler(index, 8, steps_per_epoch=13, seed=0)
+    assert len(s) == 13 and len(list(s)) == 13
+    first = list(s)
+    s.set_epoch(1)
+    assert list(s) != first
+    default = XXSampler(index, 8)
+    assert len(default) == int((index.rows >= 0).sum()) // 8
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_resume_continues_with_the_uninterrupted_batches(index, name):
+    make = lambda: SAMPLERS[name](index, steps_per_epoch=20, seed=3)  # noqa: E731
+    full = make()
+    full.set_epoch(2)
+    uninterrupted = list(full)
+
+    run = make()
+    run.set_epoch(2)
+    it = iter(run)
+    consumed = [next(it) for _ in range(7)]
+    state = run.state_dict(consumed=7)
+
+    resumed = make()  # a fresh process
+    resumed.load_state_dict(state)
+    resumed.set_epoch(2)  # Lightning calls set_epoch with the restored epoch
+    assert consumed + list(resumed) == uninterrupted
+    # the skip applies to the resumed epoch only; the next epoch is whole again
+    resumed.set_epoch(3)
+    assert len(list(resumed)) == 20
+
+
+def test_resume_rejects_a_different_seed(index):
+    state = XXSampler(index, 8, seed=1).state_dict(consumed=3)
+    with pytest.raises(ConfigError, match="seed"):
+        XXSampler(index, 8, seed=2).load_state_dict(state)
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_ddp_ranks_share_language_and_have_disjoint_examples(index, name):
+    world = 2
+    ranks = [SAMPLERS[name](index, steps_per_epoch=50, seed=5, rank=r, world_size=world) for r in range(world)]
+    lookup = row_to_example_lang(index)
+    for b0, b1 in zip(*ranks):
+        q0 = [lookup[q] for q, _ in b0]
+        q1 = [lookup[q] for q, _ in b1]
+        p0 = [lookup[p] for _, p in b0]
+        p1 = [lookup[p] for _, p in b1]
+        assert not {e for e, _ in q0} & {e for e, _ in q1}, "ranks drew the same example"
+        if name != "mixed":  # mixed has no batch language by design
+            assert {lang for _, lang in q0} == {lang for _, lang in q1}
+            assert {lang for _, lang in p0} == {lang for _, lang in p1}
+
+
+def _draw_kinds(sampler, steps):
+    return [sampler.batch_at(0, k) for k in range(steps)]
+
+
+def test_xx_language_frequencies_follow_n_to_the_t(index):
+    for t in (1.0, 0.5, 0.0):
+        s = XXSampler(index, 8, seed=11, temperature=t)
+        drawn = Counter(int(b.query_langs[0]) for b in _draw_kinds(s, 4000))
+        n = np.array([index.counts[lang] for lang in index.languages], dtype=float)
+        expected = n**t / (n**t).sum() * 4000
+        observed = [drawn[i] for i in range(len(n))]
+        assert chisquare(observed, expected).pvalue > 1e-3, (t, observed, expected)
+
+
+def test_xy_pair_frequencies_follow_shared_counts(index):
+    s = XYSampler(index, 8, seed=12)
+    batches = _draw_kinds(s, 6000)
+    drawn = Counter((int(b.query_langs[0]), int(b.passage_langs[0])) for b in batches)
+    n = index.pair_counts()
+    pairs = [(x, y) for x in range(4) for y in range(4) if x != y]
+    expected = np.array([n[x, y] for x, y in pairs], dtype=float)
+    expected = expected / expected.sum() * len(batches)
+    assert chisquare([drawn[p] for p in pairs], expected).pvalue > 1e-3
+    # and the examples of an X-Y batch exist in both languages
+    for b in batches[:200]:
+        assert index.available[b.examples, b.query_langs[0]].all()
+        assert index.available[b.examples, b.passage_langs[0]].all()
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.25, 0.5, 0.75, 1.0])
+def test_hybrid_xx_share_matches_alpha(index, alpha):
+    s = HybridSampler(index, 8, alpha=alpha, seed=13)
+    kinds = [b.kind for b in _draw_kinds(s, 3000)]
+    n_xx = kinds.count("xx")
+    if alpha in (0.0, 1.0):
+        assert n_xx == alpha * len(kinds)
+    else:
+        assert binomtest(n_xx, len(kinds), alpha).pvalue > 1e-3
+
+
+def test_mixed_languages_uniform_among_available(index):
+    s = MixedSampler(index, 8, seed=14)
+    counts = np.zeros(len(index.languages))
+    expected = np.zeros(len(index.languages))
+    avail = index.available.astype(float)
+    for b in _draw_kinds(s, 2000):
+        np.add.at(counts, b.query_langs, 1)
+        expected += (avail[b.examples] / avail[b.examples].sum(1, keepdims=True)).sum(0)
+        assert index.available[b.examples, b.query_langs].all()
+    assert chisquare(counts, expected).pvalue > 1e-3
+
+
+def test_monolingual_only_languages_are_left_out_of_xy():
+    # "mono" shares no example with any other language: X-Y never draws it, X-X does
+    rows = np.full((150, 3), -1)
+    rows[:100, 0] = np.arange(100)  # de: examples 0-99
+    rows[:100, 1] = np.arange(100, 200)  # en: examples 0-99
+    rows[100:, 2] = np.arange(200, 250)  # mono: examples 100-149 only
+    mono = ParallelIndex(["de", "en", "mono"], np.array([f"e{i}" for i in range(150)]), rows)
+    xy = XYSampler(mono, 8, seed=0)
+    assert all(2 not in (b.query_langs[0], b.passage_langs[0]) for b in _draw_kinds(xy, 300))
+    xx = XXSampler(mono, 8, seed=0)
+    assert any(b.query_langs[0] == 2 for b in _draw_kinds(xx, 300))
+
+
+# -- bad options ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("alpha", [-0.1, 1.5])
+def test_alpha_outside_unit_interval(index, alpha):
+    with pytest.raises(ConfigError, match=r"sampler\.alpha must be in \[0, 1\]"):
+        HybridSampler(index, 8, alpha=alpha)
+
+
+def test_batch_larger_than_a_language_names_it_and_the_count(index):
+    n_ar = index.counts["ar"]
+    with pytest.raises(ConfigError, match=rf"batch size {n_ar + 1} .*{n_ar} examples available in language 'ar'"):
+        XXSampler(index, n_ar + 1)
+    with pytest.raises(ConfigError, match=r"available in both 'ar' and"):
+        XYSampler(index, n_ar + 1)
+    with pytest.raises(ConfigError, match=r"\(60 x 2 ranks\)"):
+        XXSampler(index, 60, world_size=2, languages=["ar"])
+
+
+def test_requested_language_missing(index):
+    with pytest.raises(DataError, match=r"language 'fr' is not in the data"):
+        XXSampler(index, 8, languages=["fr"])

@@ -1,0 +1,178 @@
+"""The training pipeline end to end on the tiny random model: every sampler, resume, sweeps, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from src.errors import UserError
+from src.pipeline import evaluate, train
+from tests.corpus_factory import make_rows, write_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+LANGS = ["ar", "de", "en", "zh"]
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("corpus")
+    return {
+        "train": write_jsonl(d / "train.jsonl", make_rows(60, LANGS, coverage={"ar": 0.7}, seed=0)),
+        "eval": write_jsonl(d / "eval.jsonl", make_rows(12, LANGS, seed=1)),
+        "cache": d / "cache",
+    }
+
+
+def base_overrides(corpus) -> list[str]:
+    return [
+        "model=tiny",
+        "logger=none",
+        f"data.files={corpus['train']}",
+        f"data.cache_dir={corpus['cache']}",
+        f"eval.sets.demo.files={corpus['eval']}",
+        "data.batch_size=8",
+        "trainer.enable_progress_bar=false",
+    ]
+
+
+def compose_train(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("train", overrides=overrides)
+
+
+def check_results(results: dict) -> None:
+    metrics = results["demo"]
+    for key in ("monolingual_map", "crosslingual_map", "multilingual_map", "same_language_first"):
+        assert 0.0 < metrics[key] <= 1.0, key
+    assert set(metrics["matrix"]) == set(LANGS)
+    assert all(set(row) == set(LANGS) for row in metrics["matrix"].values())
+
+
+@pytest.mark.parametrize("sampler", ["xx", "xy", "hybrid", "en_en", "mixed"])
+def test_fast_dev_run_every_sampler(corpus, sampler, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    results = train(compose_train(base_overrides(corpus) + [f"sampler={sampler}", "trainer.fast_dev_run=1"]))
+    check_results(results)
+
+
+def read_losses(run_dir: Path) -> dict[int, float]:
+    [metrics] = run_dir.glob("csv/version_*/metrics.csv")
+    with open(metrics) as fh:
+        return {int(r["step"]): float(r["train/loss"]) for r in csv.DictReader(fh) if r.get("train/loss")}
+
+
+def test_resume_mid_epoch_reproduces_uninterrupted_run(corpus, tmp_path, monkeypatch):
+    common = base_overrides(corpus) + [
+        "logger=csv",
+        "trainer.log_every_n_steps=1",
+        "trainer.max_steps=8",
+        "sampler.steps_per_epoch=20",  # step 4 is mid-epoch
+        "checkpoint.every_n_train_steps=4",
+        "checkpoint.save_top_k=-1",
+    ]
+    full_dir, resumed_dir = tmp_path / "full", tmp_path / "resumed"
+    full_dir.mkdir(), resumed_dir.mkdir()
+    monkeypatch.chdir(full_dir)
+    full = train(compose_train(common))
+    ckpt = full_dir / "checkpoints" / "step000004.ckpt"
+    assert ckpt.exists() and (full_dir / "checkpoints" / "results.json").exists()
+
+    monkeypatch.chdir(resumed_dir)
+    resumed = train(compose_train(common + [f"ckpt_path={ckpt}"]))
+    a, b = read_losses(full_dir), read_losses(resumed_dir)
+    assert sorted(b) == [4, 5, 6, 7]  # steps logged after the resume (0-based)
+    for step in b:
+        assert b[step] == pytest.approx(a[step], abs=1e-6), f"loss differs at step {step}"
+    assert resumed["demo"]["multilingual_map"] == pytest.approx(full["demo"]["multilingual_map"], abs=1e-6)
+
+
+def test_evaluate_a_trained_checkpoint_and_reject_another_model(corpus, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    trained = train(compose_train(base_overrides(corpus) + ["trainer.max_steps=3"]))
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    eval_over = ["model=tiny", f"eval.sets.demo.files={corpus['eval']}", f"ckpt={ckpt}"]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        again = evaluate(compose("evaluate", overrides=eval_over))
+        assert again["demo"]["multilingual_map"] == pytest.approx(trained["demo"]["multilingual_map"], abs=1e-6)
+        with pytest.raises(UserError, match="does not fit model"):
+            evaluate(compose("evaluate", overrides=eval_over + ["model.config_overrides.hidden_size=64"]))
+    assert json.loads((tmp_path / "results.json").read_text())["ckpt"] == str(ckpt)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("sampler.alpha=1.5", r"sampler\.alpha must be in \[0, 1\], got 1\.5"),
+        ("data.batch_size=500", r"batch size 500 is larger than the \d+ examples available in language"),
+        ("data.languages=[en,fr]", r"language\(s\) \['fr'\] requested but absent"),
+        ("sampler=en_en data.languages=[de]", r"language 'en' is not in the data"),
+        ("data.files=/nonexistent/*.jsonl", r"data file not found: /nonexistent"),
+        ("data.num_hard_negatives=2", r"have no 'negatives'"),
+    ],
+)
+def test_bad_options_give_one_clear_error(corpus, tmp_path, monkeypatch, override, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=message):
+        train(compose_train(base_overrides(corpus) + override.split()))
+
+
+def run_cli(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", **(env or {})}
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=full_env
+    )
+
+
+def test_cli_prints_one_line_for_user_errors_and_lists_unknown_options(corpus, tmp_path):
+    bad = run_cli([str(ROOT / "train.py"), *base_overrides(corpus), "sampler.alpha=-1"], tmp_path)
+    assert bad.returncode != 0
+    assert "error: sampler.alpha must be in [0, 1], got -1" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    for group, name in (("sampler", "xz"), ("model", "bert")):
+        unknown = run_cli([str(ROOT / "train.py"), f"{group}={name}"], tmp_path)
+        assert unknown.returncode != 0
+        assert f"Could not find '{group}/{name}'" in unknown.stderr
+        assert "Available options" in unknown.stderr
+
+
+@pytest.mark.parametrize(
+    "sweep, jobs",
+    [("sampler=xx,xy,hybrid", 3), ("sampler=hybrid sampler.alpha=0.25,0.5,0.75", 3)],
+)
+def test_multirun_prints_and_saves_a_comparison_table(corpus, tmp_path, sweep, jobs):
+    sweep_dir = tmp_path / "sweep"
+    out = run_cli(
+        [str(ROOT / "train.py"), "-m", *base_overrides(corpus), "trainer.max_steps=2", *sweep.split(),
+         f"hydra.sweep.dir={sweep_dir}"],
+        tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Sweep summary" in out.stdout
+    table = (sweep_dir / "summary.md").read_text()
+    rows = [line for line in table.splitlines() if "| ok |" in line]
+    assert len(rows) == jobs, table
+    for value in sweep.split()[-1].split("=")[1].split(","):
+        assert value in table
+    with open(sweep_dir / "summary.csv") as fh:
+        assert len(list(csv.DictReader(fh))) == jobs
+
+
+def test_wandb_without_credentials_runs_offline_and_says_how_to_sync(corpus, tmp_path):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("")
+    out = run_cli(
+        [str(ROOT / "train.py"), *base_overrides(corpus), "logger=wandb", "trainer.fast_dev_run=1"],
+        tmp_path,
+        env={"WANDB_MODE": "", "WANDB_API_KEY": "", "NETRC": str(netrc), "WANDB_DIR": str(tmp_path)},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("W&B:")]
+    assert len(line) == 1 and "offline" in line[0] and "wandb sync" in line[0]
+    assert list(tmp_path.glob("outputs/train/*/wandb/offline-run-*"))
