@@ -176,3 +176,20 @@ def test_wandb_without_credentials_runs_offline_and_says_how_to_sync(corpus, tmp
     line = [ln for ln in out.stdout.splitlines() if ln.startswith("W&B:")]
     assert len(line) == 1 and "offline" in line[0] and "wandb sync" in line[0]
     assert list(tmp_path.glob("outputs/train/*/wandb/offline-run-*"))
+
+
+def test_hard_negatives_reach_the_loss(corpus, tmp_path, monkeypatch):
+    from src.data.datamodule import Collator, ParallelPairs
+    from src.data.corpus import load_parallel_corpus
+
+    train_file = write_jsonl(tmp_path / "neg.jsonl", make_rows(40, LANGS, seed=3, negatives=1))
+    ds = load_parallel_corpus(train_file, cache_dir=str(tmp_path / "cache"))
+    fetched = ParallelPairs(ds, num_hard_negatives=2).__getitems__([(0, 1), (4, 5)])
+    # B positives first, then each example's k negatives (cycled: the data has 1 per row)
+    assert fetched["passage"][:2] == [ds[1]["positive"], ds[5]["positive"]]
+    assert fetched["passage"][2:] == [ds[1]["negatives"][0]] * 2 + [ds[5]["negatives"][0]] * 2
+
+    monkeypatch.chdir(tmp_path)
+    results = train(compose_train(base_overrides(corpus) + [f"data.files={train_file}", "data.num_hard_negatives=2",
+                                                           "trainer.fast_dev_run=1"]))
+    check_results(results)

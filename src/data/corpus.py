@@ -48,9 +48,9 @@ FEATURES = datasets.Features(
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".tsv": "tsv"}
 
 
-def resolve_files(paths: str | Sequence[str]) -> list[str]:
+def resolve_files(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
     """Expand globs; every pattern must match at least one file."""
-    if isinstance(paths, str):
+    if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     files: list[str] = []
     for pattern in paths:

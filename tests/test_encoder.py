@@ -1,0 +1,81 @@
+"""Encoder: pooling definitions against direct computations, prefixes, lengths, load errors."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from src.encoder import Encoder, minilm_path
+from src.errors import ConfigError
+
+TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+
+
+def tiny(**kw) -> Encoder:
+    torch.manual_seed(0)
+    return Encoder(minilm_path(), random_init=True, config_overrides=TINY, **kw).eval()
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean", "pooler"])
+def test_pooling_matches_direct_computation(pooling):
+    enc = tiny(pooling=pooling, normalize=False)
+    inputs = enc.tokenization(["a short one", "a much longer text with many more tokens in it"], "passage")
+    with torch.no_grad():
+        out = enc.model(**inputs)
+        emb = enc(**inputs)
+    if pooling == "cls":
+        expected = out.last_hidden_state[:, 0]
+    elif pooling == "pooler":
+        expected = out.pooler_output
+    else:  # mean over real tokens only: padding must not count
+        m = inputs["attention_mask"]
+        expected = torch.stack([out.last_hidden_state[i, : m[i].sum()].mean(0) for i in range(2)])
+    torch.testing.assert_close(emb, expected)
+
+
+def test_normalised_and_padding_invariant():
+    enc = tiny(pooling="mean")
+    alone = enc.encode(["short text"], "query")
+    padded = enc.encode(["short text", "a far longer neighbour that forces a lot of padding here"], "query")
+    torch.testing.assert_close(alone[0], padded[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(padded.norm(dim=1), torch.ones(2))
+
+
+def test_prefixes_and_separate_max_lengths():
+    enc = tiny(query_prefix="query: ", passage_prefix="passage: ", query_max_length=8, passage_max_length=16)
+    long = " ".join(["word"] * 50)
+    q = enc.tokenization([long], "query")["input_ids"]
+    p = enc.tokenization([long], "passage")["input_ids"]
+    assert q.shape[1] == 8 and p.shape[1] == 16
+    tok = enc.tokenization.tokenizer
+    assert tok.decode(q[0, 1:3]) == "query :"
+    assert tok.decode(p[0, 1:3]) == "passage :"
+    with torch.no_grad():
+        assert not torch.allclose(enc.encode(["same"], "query"), enc.encode(["same"], "passage"))
+
+
+def test_encode_keeps_input_order():
+    enc = tiny()
+    texts = ["b " * 20, "a", "c " * 5]
+    together = enc.encode(texts, "passage", batch_size=2)
+    for i, t in enumerate(texts):
+        torch.testing.assert_close(together[i], enc.encode([t], "passage")[0], atol=1e-5, rtol=1e-5)
+
+
+def test_unknown_pooling():
+    with pytest.raises(ConfigError, match="model.pooling must be one of"):
+        tiny(pooling="max")
+
+
+def test_unloadable_model_says_offline_and_how_to_use_a_local_folder(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError, match=r"cannot load model 'no-such-org/no-such-model'.*HF_HUB_OFFLINE=1.*local folder"):
+        Encoder("no-such-org/no-such-model")
+
+
+def test_real_minilm_gives_sentence_transformers_embedding():
+    """model=minilm reproduces the packaged sentence-transformers model's own embedding."""
+    st = pytest.importorskip("sentence_transformers")
+    texts = ["Where is the Eiffel tower?", "The Eiffel tower is in Paris."]
+    ours = Encoder(minilm_path(), pooling="mean").encode(texts, "passage")
+    ref = st.SentenceTransformer(minilm_path(), device="cpu").encode(texts, convert_to_tensor=True)
+    torch.testing.assert_close(ours, F.normalize(ref, dim=-1), atol=1e-5, rtol=1e-4)
