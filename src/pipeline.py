@@ -17,7 +17,7 @@ from src.encoder import Encoder, minilm_path
 from src.errors import ConfigError
 from src.evaluation.callback import RetrievalEvalCallback, write_json_atomic
 from src.evaluation.evaluator import RetrievalEvaluator
-from src.evaluation.report import markdown_table, matrix_table, result_rows
+from src.evaluation.report import markdown_table, matrix_table, plot_matrix, result_rows
 from src.module import BiEncoderModule
 
 log = logging.getLogger(__name__)
@@ -132,8 +132,11 @@ def evaluate(cfg: DictConfig) -> dict[str, dict]:
     if torch.cuda.is_available():
         encoder.cuda()
     results = build_evaluator(cfg.eval)(encoder)
-    path = os.path.join(output_dir(), "results.json")
+    out = output_dir()
+    path = os.path.join(out, "results.json")
     write_json_atomic(path, {"model": encoder.name_or_path, "ckpt": cfg.get("ckpt"), "results": results})
+    for name, metrics in results.items():
+        plot_matrix(metrics["matrix"], os.path.join(out, f"{name}_matrix.png"), title=f"{name}: mAP, query -> pool")
     print_results(results)
-    print(f"\nresults: {path}")
+    print(f"\nresults: {path} (heatmaps: {out}/*_matrix.png)")
     return results

@@ -56,3 +56,32 @@ def matrix_table(matrix: dict[str, dict[str, float]]) -> str:
     for x in langs:
         lines.append(f"| {x} | " + " | ".join(f"{matrix[x].get(y, float('nan')):.3f}" for y in langs) + " |")
     return "\n".join(lines)
+
+
+def plot_matrix(matrix: dict[str, dict[str, float]], path: str, title: str = "mAP") -> str:
+    """Save the X -> Y matrix as a heatmap PNG (rows: query language, columns: pool language)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    langs = list(matrix)
+    values = np.array([[matrix[x].get(y, np.nan) for y in langs] for x in langs])
+    fig, ax = plt.subplots(figsize=(1 + 0.6 * len(langs), 0.8 + 0.6 * len(langs)))
+    im = ax.imshow(values, vmin=0, vmax=1, cmap="viridis")
+    ax.set_xticks(range(len(langs)), langs)
+    ax.set_yticks(range(len(langs)), langs)
+    ax.set_xlabel("pool language")
+    ax.set_ylabel("query language")
+    ax.set_title(title)
+    for i in range(len(langs)):
+        for j in range(len(langs)):
+            if not np.isnan(values[i, j]):
+                ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if values[i, j] < 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

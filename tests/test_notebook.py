@@ -1,0 +1,34 @@
+"""The results notebook runs top to bottom on real outputs of a tiny training run and a sweep."""
+
+import json
+from pathlib import Path
+
+import matplotlib
+from omegaconf import OmegaConf
+
+from src.pipeline import train
+from src.sweep_summary import SweepSummary
+from tests.test_train import base_overrides, compose_train, corpus  # noqa: F401  (corpus is a fixture)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_notebook_cells_execute(corpus, tmp_path, monkeypatch):  # noqa: F811
+    matplotlib.use("Agg")
+    run_dir = tmp_path / "outputs" / "train-sweep" / "t0" / "0"
+    run_dir.mkdir(parents=True)
+    monkeypatch.chdir(run_dir)
+    train(compose_train(base_overrides(corpus) + ["trainer.fast_dev_run=1"]))
+    (run_dir / ".hydra").mkdir()
+    (run_dir / ".hydra" / "overrides.yaml").write_text("- sampler=hybrid\n")
+    SweepSummary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(run_dir.parent)}}}))
+    assert (run_dir.parent / "summary.csv").exists()
+
+    monkeypatch.setenv("RESULTS_DIR", str(tmp_path / "outputs"))
+    monkeypatch.chdir(ROOT)
+    nb = json.loads((ROOT / "notebooks" / "explore_results.ipynb").read_text())
+    namespace: dict = {}
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            exec(compile("".join(cell["source"]), "notebook", "exec"), namespace)
+    assert namespace["latest"]["results"]["demo"]["multilingual_map"] > 0
