@@ -9,8 +9,8 @@ Out: per eval set a flat dict of metrics (plus the X -> Y matrix), e.g.::
     crosslingual_map   X queries against the Y pool, mean over ordered pairs X != Y
     matrix             {X: {Y: mAP}} for every X, Y
     rank_distance      multilingual pool: per query, max rank - min rank of its relevant
-                       candidates (queries with >= 2); mean over queries. 0 = translations ranked
-                       together
+                       candidates (queries with >= 2); mean over queries. Minimum R - 1 for R
+                       relevant (all translations ranked together at the top)
     same_language_first  multilingual pool: share of queries whose best-ranked relevant candidate
                        is in the query's language (queries with a relevant candidate in their own
                        and in another language). An unbiased model approaches 1 / L
