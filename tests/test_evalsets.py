@@ -1,0 +1,87 @@
+"""Eval sets: the LAReQA layout (XQuAD-R / MLQA-R) and the parallel held-out format."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from src.errors import DataError
+from src.evaluation.evalsets import lareqa, parallel_eval
+from tests.corpus_factory import make_rows, write_jsonl
+
+XQUAD_R = Path(__file__).resolve().parents[2] / "shared" / "data" / "xquad-r"
+
+
+def lareqa_doc(sentences, qas):
+    context = " ".join(sentences)
+    breaks, start = [], 0
+    for s in sentences:
+        breaks.append([start, start + len(s)])
+        start += len(s) + 1
+    return {"data": [{"paragraphs": [{"context": context, "sentences": sentences, "sentence_breaks": breaks,
+                                      "qas": qas}]}], "version": "1.1"}
+
+
+def qa(qid, question, answer_start):
+    return {"id": qid, "question": question, "answers": [{"answer_start": answer_start, "text": "x"}]}
+
+
+@pytest.fixture
+def two_langs(tmp_path):
+    en = lareqa_doc(["Paris is in France.", "Berlin is in Germany."], [qa("q1", "Where is Berlin?", 25), qa("q2", "Paris?", 0)])
+    de = lareqa_doc(["Paris liegt in Frankreich.", "Berlin liegt in Deutschland."], [qa("q1", "Wo liegt Berlin?", 30)])
+    (tmp_path / "en.json").write_text(json.dumps(en))
+    (tmp_path / "de.json").write_text(json.dumps(de))
+    return tmp_path
+
+
+def test_lareqa_candidates_and_relevance(two_langs):
+    es = lareqa("t", str(two_langs))
+    assert es.languages == ["de", "en"]
+    assert es.cand_text == ["Paris liegt in Frankreich.", "Berlin liegt in Deutschland.",
+                            "Paris is in France.", "Berlin is in Germany."]
+    by_query = {(lang, qid): sorted(rel.tolist()) for lang, qid, rel in zip(es.query_lang, es.query_id, es.relevant)}
+    # q1 is answered by the Berlin sentence in both languages; q2 exists in English only
+    assert by_query == {("de", "q1"): [1, 3], ("en", "q1"): [1, 3], ("en", "q2"): [2]}
+    ctx = lareqa("t", str(two_langs), candidate="sentence_context")
+    assert ctx.cand_text[0].startswith("Paris liegt in Frankreich. Paris liegt in Frankreich. Berlin")
+
+
+def test_lareqa_bad_inputs(two_langs, tmp_path):
+    with pytest.raises(DataError, match=r"missing language file .*fr\.json"):
+        lareqa("t", str(two_langs), languages=["en", "fr"])
+    with pytest.raises(DataError, match="directory not found"):
+        lareqa("t", str(tmp_path / "nope"))
+    doc = json.loads((two_langs / "en.json").read_text())
+    del doc["data"][0]["paragraphs"][0]["sentence_breaks"]
+    (two_langs / "en.json").write_text(json.dumps(doc))
+    with pytest.raises(DataError, match=r"en\.json data\[0\]\.paragraphs\[0\]: not in the LAReQA layout: missing field 'sentence_breaks'"):
+        lareqa("t", str(two_langs))
+    (two_langs / "en.json").write_text(json.dumps(lareqa_doc(["One.", "Two."], [qa("q9", "?", 99)])))
+    with pytest.raises(DataError, match=r"answer_start 99 of question 'q9' is outside every sentence span"):
+        lareqa("t", str(two_langs))
+    (two_langs / "en.json").write_text("{not json")
+    with pytest.raises(DataError, match=r"en\.json: not valid JSON"):
+        lareqa("t", str(two_langs))
+    (two_langs / "en.json").write_text(json.dumps({"data": []}))
+    (two_langs / "de.json").write_text(json.dumps({"data": []}))
+    with pytest.raises(DataError, match="candidate pool is empty"):
+        lareqa("t", str(two_langs))
+
+
+def test_parallel_eval_relevance_is_the_same_id_in_every_language(tmp_path):
+    f = write_jsonl(tmp_path / "e.jsonl", make_rows(5, ["en", "de", "zh"], coverage={"zh": 0.5}, seed=2))
+    es = parallel_eval("p", f)
+    for qid, rel in zip(es.query_id, es.relevant):
+        assert {es.cand_text[c] for c in rel} == {
+            t for t, i in zip(es.cand_text, es.query_id) if i == qid
+        }
+
+
+@pytest.mark.skipif(not XQUAD_R.is_dir(), reason=f"XQuAD-R not found at {XQUAD_R}")
+def test_real_xquad_r_structure():
+    es = lareqa("xquad_r", str(XQUAD_R))
+    assert len(es.languages) == 11
+    assert len(es.query_text) == 11 * 1190
+    assert 11 * 852 <= len(es.cand_text) <= 11 * 1276
+    assert all(len(r) == 11 for r in es.relevant)  # 11-way parallel: the answer sentence in every language
