@@ -15,9 +15,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.encoder import Encoder, minilm_path
 from src.errors import ConfigError
-from src.evaluation.callback import RetrievalEvalCallback, write_json_atomic
+from src.evaluation.callback import RetrievalEvalCallback, log_results, write_json_atomic
 from src.evaluation.evaluator import RetrievalEvaluator
-from src.evaluation.report import markdown_table, matrix_table, plot_matrix, result_rows
+from src.evaluation.report import markdown_table, matrix_table, result_rows
 from src.module import BiEncoderModule
 
 log = logging.getLogger(__name__)
@@ -135,8 +135,7 @@ def evaluate(cfg: DictConfig) -> dict[str, dict]:
     out = output_dir()
     path = os.path.join(out, "results.json")
     write_json_atomic(path, {"model": encoder.name_or_path, "ckpt": cfg.get("ckpt"), "results": results})
-    for name, metrics in results.items():
-        plot_matrix(metrics["matrix"], os.path.join(out, f"{name}_matrix.png"), title=f"{name}: mAP, query -> pool")
+    log_results(build_loggers(cfg, out) or [], results, step=0, out_dir=out)  # also writes the heatmaps
     print_results(results)
     print(f"\nresults: {path} (heatmaps: {out}/*_matrix.png)")
     return results

@@ -1,5 +1,6 @@
 """W&B grouping of a sweep's runs."""
 
+import json
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -31,3 +32,28 @@ def test_runs_of_a_multirun_share_a_group_named_after_the_sweep(tmp_path, monkey
         assert sweep_name() is None
     finally:
         HydraConfig.instance().cfg = None
+
+
+def test_eval_results_reach_wandb_as_metrics_table_and_heatmap(tmp_path, monkeypatch):
+    import torch
+    import wandb
+
+    from src.evaluation.callback import log_results
+    from src.evaluation.evalsets import parallel_eval
+    from src.evaluation.evaluator import score_embeddings
+    from tests.corpus_factory import make_rows, write_jsonl
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    es = parallel_eval("demo", write_jsonl(tmp_path / "e.jsonl", make_rows(6, ["en", "de"], seed=4)))
+    emb = torch.nn.functional.normalize(torch.randn(len(es.query_text), 8, generator=torch.Generator().manual_seed(0)), dim=-1)
+    results = {"demo": score_embeddings(es, emb, emb)}
+    logger = wandb_logger(save_dir=str(tmp_path))
+    log_results([logger], results, step=3, out_dir=str(tmp_path))
+    run_dir = Path(logger.experiment.dir)
+    logged = dict(logger.experiment.summary)
+    wandb.finish()
+    assert (tmp_path / "demo_matrix.png").stat().st_size > 1000
+    assert list(run_dir.glob("media/images/eval/demo/heatmap*.png"))
+    [table] = run_dir.glob("media/table/eval/demo/matrix*.table.json")
+    assert json.loads(table.read_text())["columns"] == ["query \\ pool", "de", "en"]
+    assert logged["eval/demo/multilingual_map"] == results["demo"]["multilingual_map"]

@@ -14,8 +14,10 @@ import tempfile
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.loggers import WandbLogger
 
 from src.evaluation.evaluator import RetrievalEvaluator
+from src.evaluation.report import plot_matrix
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,24 @@ def scalar_metrics(results: dict[str, dict], prefix: str = "eval") -> dict[str, 
     }
 
 
+def log_results(loggers, results: dict[str, dict], step: int, out_dir: str) -> None:
+    """Heatmap PNG of each X -> Y matrix into ``out_dir``; scalars to every logger; to W&B also
+    each matrix as a Table and its heatmap as an image."""
+    pngs = {
+        name: plot_matrix(m["matrix"], os.path.join(out_dir, f"{name}_matrix.png"), title=f"{name}: mAP, query -> pool")
+        for name, m in results.items()
+    }
+    for logger in loggers:
+        logger.log_metrics(scalar_metrics(results), step=step)
+        if not isinstance(logger, WandbLogger):
+            continue
+        for name, metrics in results.items():
+            langs = list(metrics["matrix"])
+            rows = [[x] + [metrics["matrix"][x].get(y) for y in langs] for x in langs]
+            logger.log_table(f"eval/{name}/matrix", columns=["query \\ pool", *langs], data=rows, step=step)
+            logger.log_image(f"eval/{name}/heatmap", [pngs[name]], step=step)
+
+
 class RetrievalEvalCallback(L.Callback):
     def __init__(self, evaluator: RetrievalEvaluator, results_path: str, every_n_steps: int | None = None,
                  extra: dict | None = None) -> None:
@@ -51,9 +71,7 @@ class RetrievalEvalCallback(L.Callback):
     def _run(self, trainer: L.Trainer, pl_module: L.LightningModule, final: bool) -> None:
         if trainer.is_global_zero:
             results = self.evaluator(pl_module.encoder)
-            metrics = scalar_metrics(results)
-            for logger in trainer.loggers:
-                logger.log_metrics(metrics, step=trainer.global_step)
+            log_results(trainer.loggers, results, trainer.global_step, os.path.dirname(self.results_path))
             self.results = results
             payload = {"step": trainer.global_step, "final": final, **self.extra, "results": results}
             write_json_atomic(self.results_path, payload)
