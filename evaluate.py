@@ -6,16 +6,12 @@ Prints the result table and X -> Y matrix, and writes results.json into the run 
 import hydra
 from omegaconf import DictConfig
 
-from src.errors import UserError
-from src.pipeline import evaluate
+from src.pipeline import run_cli, evaluate
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    try:
-        evaluate(cfg)
-    except UserError as e:
-        raise SystemExit(f"error: {e}") from None
+    run_cli(evaluate, cfg)
 
 
 if __name__ == "__main__":

@@ -6,16 +6,12 @@ See README.md for the config groups; `python train.py --help` lists them.
 import hydra
 from omegaconf import DictConfig
 
-from src.errors import UserError
-from src.pipeline import train
+from src.pipeline import run_cli, train
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> None:
-    try:
-        train(cfg)
-    except UserError as e:
-        raise SystemExit(f"error: {e}") from None
+    run_cli(train, cfg)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,14 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate as hydra_instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from src.encoder import Encoder, minilm_path
-from src.errors import ConfigError
+from src.errors import ConfigError, UserError
 from src.evaluation.callback import RetrievalEvalCallback, log_results, write_json_atomic
 from src.evaluation.evaluator import RetrievalEvaluator
 from src.evaluation.report import markdown_table, matrix_table, result_rows
@@ -41,6 +43,28 @@ def register_resolvers() -> None:
 
 
 register_resolvers()
+
+
+def instantiate(cfg, *args, **kwargs):
+    """Hydra's instantiate, but our own errors come out as they are, not wrapped by Hydra."""
+    try:
+        return hydra_instantiate(cfg, *args, **kwargs)
+    except InstantiationException as e:
+        if isinstance(e.__cause__, UserError):
+            raise e.__cause__ from None
+        raise
+
+
+def run_cli(fn, cfg: DictConfig):
+    """Entry points: a bad option or file ends the run with one line, not a stack trace."""
+    try:
+        # every mandatory (???) value, checked before any work, named where it is defined
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        return fn(cfg)
+    except UserError as e:
+        raise SystemExit(f"error: {e}") from None
+    except MissingMandatoryValue as e:
+        raise SystemExit(f"error: {e.full_key} has no value; set it on the command line ({e.full_key}=...)") from None
 
 
 def output_dir() -> str:

@@ -115,6 +115,8 @@ def test_evaluate_a_trained_checkpoint_and_reject_another_model(corpus, tmp_path
         ("sampler=en_en data.languages=[de]", r"language 'en' is not in the data"),
         ("data.files=/nonexistent/*.jsonl", r"data file not found: /nonexistent"),
         ("data.num_hard_negatives=2", r"have no 'negatives'"),
+        ("model.pooling=max", r"model\.pooling must be one of"),
+        ("loss.temperature=0", r"loss\.temperature must be > 0"),
     ],
 )
 def test_bad_options_give_one_clear_error(corpus, tmp_path, monkeypatch, override, message):
@@ -135,6 +137,9 @@ def test_cli_prints_one_line_for_user_errors_and_lists_unknown_options(corpus, t
     assert bad.returncode != 0
     assert "error: sampler.alpha must be in [0, 1], got -1" in bad.stderr
     assert "Traceback" not in bad.stderr
+    missing = run_cli([str(ROOT / "train.py"), "model=tiny", "logger=none", "data=parallel_files"], tmp_path)
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr
+    assert "error: data.files has no value; set it on the command line (data.files=...)" in missing.stderr
     for group, name in (("sampler", "xz"), ("model", "bert")):
         unknown = run_cli([str(ROOT / "train.py"), f"{group}={name}"], tmp_path)
         assert unknown.returncode != 0
