@@ -119,6 +119,9 @@ class Encoder(nn.Module):
             raise _load_error(name_or_path, e) from None
         if pooling == "pooler" and getattr(self.model, "pooler", None) is None:
             raise ConfigError(f"model.pooling=pooler but {name_or_path!r} has no pooler head; use cls or mean")
+        if pooling != "pooler" and getattr(self.model, "pooler", None) is not None:
+            # an unused head gets no gradient, which DDP rejects (and it would waste optimizer state)
+            self.model.pooler = None
         if gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
         self.tokenization = Tokenization(

@@ -198,3 +198,17 @@ def test_hard_negatives_reach_the_loss(corpus, tmp_path, monkeypatch):
     results = train(compose_train(base_overrides(corpus) + [f"data.files={train_file}", "data.num_hard_negatives=2",
                                                            "trainer.fast_dev_run=1"]))
     check_results(results)
+
+
+def test_ddp_two_cpu_ranks(corpus, tmp_path):
+    """Lightning DDP with two gloo ranks: gathered passages, per-rank sampler slices, rank-0 evaluation."""
+    out = run_cli(
+        [str(ROOT / "train.py"), *base_overrides(corpus), "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+         "trainer.max_steps=3", f"hydra.run.dir={tmp_path / 'run'}"],
+        tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "run" / "train_ddp_process_1.log").exists()  # the second rank ran
+    results = json.loads((tmp_path / "run" / "checkpoints" / "results.json").read_text())
+    assert results["step"] == 3
+    check_results(results["results"])

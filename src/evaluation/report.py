@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 
 HEADLINE = (
     ("monolingual_map", "mono mAP"),
@@ -82,6 +83,7 @@ def plot_matrix(matrix: dict[str, dict[str, float]], path: str, title: str = "mA
                         color="white" if values[i, j] < 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
