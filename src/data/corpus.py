@@ -183,9 +183,14 @@ def load_parallel_corpus(
             cause = cause.__cause__ or cause.__context__
         if cause is not None:
             raise cause from None
-        raise
-    if len(ds) == 0:
-        raise DataError(f"no rows in {paths}" + (f" for languages {langs}" if langs else ""))
+        if "corresponds to no data" in str(e):  # datasets' way of saying the generator yielded nothing
+            ds = None
+        else:
+            raise
+    if ds is None or len(ds) == 0:
+        if langs:
+            raise DataError(f"language(s) {list(langs)} requested but absent from {paths}")
+        raise DataError(f"no rows in {paths}")
     _check_unique(ds, paths)
     if langs:
         present = set(ds.unique("lang"))
