@@ -37,12 +37,15 @@ def test_demo_trains_the_real_model_and_improves_multilingual_map(tmp_path):
 
 @pytest.mark.skipif(not XQUAD_R.is_dir(), reason=f"XQuAD-R not found at {XQUAD_R} (see shared/data/README.md)")
 def test_evaluate_offline_model_on_real_xquad_r(tmp_path):
+    """Four of the eleven languages keep CI short; the full run is the README's command."""
+    langs = ["de", "en", "ru", "zh"]
     stdout = run([str(ROOT / "evaluate.py"), "model=minilm", "eval=xquad_r", f"eval.path={XQUAD_R}",
-                  f"hydra.run.dir={tmp_path}"], tmp_path)
+                  f"eval.sets.xquad_r.languages=[{','.join(langs)}]", f"hydra.run.dir={tmp_path}"], tmp_path)
     assert "| xquad_r |" in stdout
     r = json.loads((tmp_path / "results.json").read_text())["results"]["xquad_r"]
-    assert r["num_queries"] == 11 * 1190 and len(r["languages"]) == 11
-    # an English-vocabulary model: good on English, far better than chance (~0.002), biased
+    assert r["num_queries"] == len(langs) * 1190 and r["languages"] == langs
+    # an English-vocabulary model: good on English, far better than chance, biased to the query's language
     assert r["matrix"]["en"]["en"] > 0.4
-    assert 0.002 < r["multilingual_map"] < r["monolingual_map"]
-    assert r["same_language_first"] > 1 / 11
+    assert 0.01 < r["multilingual_map"] < r["monolingual_map"]
+    assert r["same_language_first"] > 1 / len(langs)
+    assert (tmp_path / "xquad_r_matrix.png").stat().st_size > 0
