@@ -212,3 +212,25 @@ def test_ddp_two_cpu_ranks(corpus, tmp_path):
     results = json.loads((tmp_path / "run" / "checkpoints" / "results.json").read_text())
     assert results["step"] == 3
     check_results(results["results"])
+
+
+def test_training_steps_run_in_train_mode(corpus, tmp_path, monkeypatch):
+    """from_pretrained hands back a model in eval mode; dropout must be on while fine-tuning."""
+    from src.encoder import Encoder
+    from src.module import BiEncoderModule
+
+    modes, step, init = [], BiEncoderModule.training_step, Encoder.__init__
+
+    def init_like_from_pretrained(self, *args, **kwargs):  # the tiny model is built from a config
+        init(self, *args, **kwargs)
+        self.eval()
+
+    def recording_step(self, batch, batch_idx):
+        modes.append(all(m.training for m in self.encoder.modules()))
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(BiEncoderModule, "training_step", recording_step)
+    monkeypatch.setattr(Encoder, "__init__", init_like_from_pretrained)
+    monkeypatch.chdir(tmp_path)
+    train(compose_train(base_overrides(corpus) + ["trainer.max_steps=3", "eval.sets={}"]))
+    assert modes == [True] * 3
