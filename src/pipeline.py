@@ -88,7 +88,10 @@ def build_loggers(cfg: DictConfig, out: str):
 def print_results(results: dict[str, dict]) -> None:
     print("\n" + markdown_table(result_rows(results)))
     for name, metrics in results.items():
-        print(f"\n{name}: mAP, query language (rows) x pool language (columns)\n{matrix_table(metrics['matrix'])}")
+        if "matrix" in metrics:
+            print(f"\n{name}: mAP, query language (rows) x pool language (columns)\n{matrix_table(metrics['matrix'])}")
+        for key in [k for k in metrics if k.endswith("_per_lang") and not k.startswith("multilingual")]:
+            print(f"\n{name}: {key[: -len('_per_lang')]}\n" + markdown_table([{"lang": x, "value": f"{v:.4f}"} for x, v in metrics[key].items()]))
 
 
 def train(cfg: DictConfig) -> dict[str, dict]:

@@ -47,12 +47,14 @@ def log_results(loggers, results: dict[str, dict], step: int, out_dir: str) -> N
     pngs = {
         name: plot_matrix(m["matrix"], os.path.join(out_dir, f"{name}_matrix.png"), title=f"{name}: mAP, query -> pool")
         for name, m in results.items()
+        if "matrix" in m  # MIRACL-style sets have per-language scores, no X -> Y matrix
     }
     for logger in loggers:
         logger.log_metrics(scalar_metrics(results), step=step)
         if not isinstance(logger, WandbLogger):
             continue
-        for name, metrics in results.items():
+        for name in pngs:
+            metrics = results[name]
             langs = list(metrics["matrix"])
             rows = [[x] + [metrics["matrix"][x].get(y) for y in langs] for x in langs]
             logger.log_table(f"eval/{name}/matrix", columns=["query \\ pool", *langs], data=rows, step=step)

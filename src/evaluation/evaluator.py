@@ -52,7 +52,9 @@ class RetrievalEvaluator:
     def __call__(self, encoder: Encoder) -> dict[str, dict]:
         return {name: self.evaluate(encoder, es) for name, es in self.sets.items()}
 
-    def evaluate(self, encoder: Encoder, es: EvalSet) -> dict:
+    def evaluate(self, encoder: Encoder, es) -> dict:
+        if not isinstance(es, EvalSet):  # a benchmark with its own protocol (e.g. MIRACL's corpus search)
+            return es.evaluate(encoder, self.batch_size)
         t0 = time.perf_counter()
         device = next(encoder.parameters()).device
         q = encode_unique(encoder, es.query_text, "query", self.batch_size).to(device)

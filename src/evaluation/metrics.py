@@ -7,6 +7,7 @@ Out: per query, the 1-based rank of each relevant candidate in the whole pool; f
 
 Tie policy (pessimistic): a relevant candidate is ranked below every non-relevant candidate with
 the same score; relevant candidates tied with each other keep the order in which they are given.
+For graded relevance (nDCG, recall of a top-k list) the lower gain goes first among equal scores.
 So tied scores never inflate a metric. Scores are computed in query chunks, so memory grows with
 ``chunk_size x N``, never with ``Q x N``.
 """
@@ -74,3 +75,26 @@ def average_precision(ranks: np.ndarray) -> float:
 def rank_distance(ranks: np.ndarray) -> float:
     """Spread of one query's relevant candidates in the multilingual pool: max rank - min rank."""
     return float(np.max(ranks) - np.min(ranks))
+
+
+def ranked_gains(scores: np.ndarray, gains: np.ndarray) -> np.ndarray:
+    """Relevance gains of retrieved items in rank order under the pessimistic tie policy: score
+    descending, and among equal scores the lower gain first."""
+    order = np.lexsort((gains, -np.asarray(scores, dtype=np.float64)))
+    return np.asarray(gains, dtype=np.float64)[order]
+
+
+def ndcg_at_k(scores: np.ndarray, gains: np.ndarray, judged_gains: np.ndarray, k: int = 10) -> float:
+    """nDCG@k as trec_eval's ``ndcg_cut_k``: gain = graded relevance, discount log2(rank + 1), the
+    ideal ranking built from every judged relevant item (``judged_gains``, not only retrieved ones)."""
+    discount = 1.0 / np.log2(np.arange(2, k + 2))
+    dcg = float((ranked_gains(scores, gains)[:k] * discount[: min(k, len(gains))]).sum())
+    ideal = np.sort(np.asarray(judged_gains, dtype=np.float64)[np.asarray(judged_gains) > 0])[::-1][:k]
+    return dcg / float((ideal * discount[: len(ideal)]).sum()) if len(ideal) else 0.0
+
+
+def recall_at_k(scores: np.ndarray, gains: np.ndarray, num_relevant: int, k: int = 100) -> float:
+    """Share of the judged relevant items (gain > 0) found in the top k."""
+    if num_relevant == 0:
+        raise ValueError("recall needs at least one relevant item")
+    return float((ranked_gains(scores, gains)[:k] > 0).sum() / num_relevant)

@@ -12,6 +12,8 @@ HEADLINE = (
     ("multilingual_map", "multi mAP"),
     ("rank_distance", "rank dist"),
     ("same_language_first", "same-lang-1st"),
+    ("ndcg_at_10", "nDCG@10"),
+    ("recall_at_100", "R@100"),
 )
 
 
@@ -21,6 +23,8 @@ def result_rows(results: dict[str, dict], **columns: str) -> list[dict[str, str]
     for name, metrics in results.items():
         row = {**columns, "eval set": name}
         for key, label in HEADLINE:
+            if key not in metrics and label not in ("mono mAP", "cross mAP", "multi mAP"):
+                continue  # only the columns a set has (the mAP columns always, for stable tables)
             value = metrics.get(key)
             row[label] = f"{value:.4f}" if isinstance(value, float) and key != "rank_distance" else (
                 f"{value:.1f}" if isinstance(value, float) else "")
