@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -84,20 +85,92 @@ def lareqa(
     each language having its id, the sentence that contains its answer start.
     ``candidate="sentence_context"`` appends the paragraph to each sentence as context.
     """
-    if candidate not in ("sentence", "sentence_context"):
-        raise DataError(f"eval candidate must be 'sentence' or 'sentence_context', got {candidate!r}")
     if not os.path.isdir(path):
         raise DataError(f"eval set {name!r}: directory not found: {path}")
     if languages is None:
         languages = sorted(f[:-5] for f in os.listdir(path) if f.endswith(".json"))
         if not languages:
             raise DataError(f"eval set {name!r}: no <lang>.json files in {path}")
-    q_text, q_lang, q_id, c_text, c_lang, c_ids = [], [], [], [], [], []
-    for lang in languages:
-        file = os.path.join(path, f"{lang}.json")
+    files = {lang: os.path.join(path, f"{lang}.json") for lang in languages}
+    for file in files.values():
         if not os.path.isfile(file):
             raise DataError(f"eval set {name!r}: missing language file {file}")
-        for para, where in _lareqa_paragraphs(file):
+    return _lareqa_evalset(name, {lang: _lareqa_paragraphs(file) for lang, file in files.items()}, candidate)
+
+
+def xquad_r_from_hub(
+    name: str,
+    repo: str = "google-research-datasets/xquad_r",
+    languages: Sequence[str] = LAREQA_LANGUAGES,
+    split: str = "validation",
+    candidate: str = "sentence",
+) -> EvalSet:
+    """XQuAD-R from the Hugging Face Hub (or a local folder of ``{lang}/*.parquet`` in its layout).
+
+    The hub copy is in SQuAD form (id, context, question, answers) without LAReQA's sentence
+    segmentation, so paragraphs are split with ``split_sentences``; the relevant candidate is again
+    the sentence holding the answer start. The LAReQA JSON (``eval=xquad_r``) is the reference for
+    numbers comparable with papers; the README gives the agreement of the two candidate sets.
+    """
+    import datasets
+
+    paragraphs = {}
+    for lang in languages:
+        try:
+            if os.path.isdir(repo):
+                rows = datasets.load_dataset("parquet", data_files=os.path.join(repo, lang, "*.parquet"), split="train")
+            else:
+                rows = datasets.load_dataset(repo, lang, split=split)
+        except Exception as e:
+            raise DataError(
+                f"eval set {name!r}: could not load {lang!r} of {repo} ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                "without network use eval=xquad_r eval.path=DIR with the LAReQA JSON files"
+            ) from None
+        paragraphs[lang] = _paragraphs_from_squad_rows(rows, f"{repo}[{lang}]")
+    return _lareqa_evalset(name, paragraphs, candidate)
+
+
+# sentence-final punctuation of the LAReQA languages: Latin/Greek/Cyrillic/Arabic/Devanagari/CJK
+_SENTENCE_END = re.compile(r"(?<=[.!?\u037e؟।॥])\s+|(?<=[。！？])\s*")
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Character spans of the sentences of ``text``: a break after sentence-final punctuation
+    (followed by white space, or directly after CJK full stops). Thai has no such punctuation, so
+    a Thai paragraph stays one candidate."""
+    spans, start = [], 0
+    for m in _SENTENCE_END.finditer(text):
+        if m.start() > start:
+            spans.append((start, m.start()))
+        start = m.end()
+    if start < len(text.rstrip()):
+        spans.append((start, len(text.rstrip())))
+    return spans
+
+
+def _paragraphs_from_squad_rows(rows, where: str):
+    by_context: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_context[row["context"]].append(row)
+    for p, (context, qas) in enumerate(by_context.items()):
+        spans = split_sentences(context)
+        para = {
+            "context": context,
+            "sentences": [context[b:e] for b, e in spans],
+            "sentence_breaks": [list(span) for span in spans],
+            "qas": [{"id": r["id"], "question": r["question"],
+                     "answers": [{"answer_start": int(r["answers"]["answer_start"][0]), "text": r["answers"]["text"][0]}]}
+                    for r in qas],
+        }
+        yield para, f"{where} paragraph {p}"
+
+
+def _lareqa_evalset(name: str, paragraphs_by_lang: dict, candidate: str) -> EvalSet:
+    if candidate not in ("sentence", "sentence_context"):
+        raise DataError(f"eval candidate must be 'sentence' or 'sentence_context', got {candidate!r}")
+    q_text, q_lang, q_id, c_text, c_lang, c_ids = [], [], [], [], [], []
+    for lang, paragraphs in paragraphs_by_lang.items():
+        for para, where in paragraphs:
             breaks = para["sentence_breaks"]
             sentences = para["sentences"]
             if len(breaks) != len(sentences):
