@@ -41,15 +41,17 @@ class BiEncoderModule(L.LightningModule):
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
         seed: int = 0,
+        model_config: dict | None = None,
     ) -> None:
         super().__init__()
+        self.model_config = model_config  # the resolved `model` config, so export.py can rebuild the encoder
         self.encoder = encoder
         self.loss = loss
         self.lr = lr
         self.weight_decay = weight_decay
         self.warmup_ratio = warmup_ratio
         self.seed = seed
-        self.save_hyperparameters(ignore=["encoder", "loss"])
+        self.save_hyperparameters(ignore=["encoder", "loss", "model_config"])
         self.drawn: Counter[str] = Counter()
 
     def _gather(self, x: torch.Tensor) -> torch.Tensor:
@@ -115,6 +117,7 @@ class BiEncoderModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["sampling_counts"] = dict(self.drawn)
         checkpoint["encoder_name_or_path"] = self.encoder.name_or_path
+        checkpoint["model_config"] = self.model_config
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.drawn = Counter(checkpoint.get("sampling_counts", {}))

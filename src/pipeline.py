@@ -101,7 +101,8 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     encoder: Encoder = instantiate(cfg.model)
     datamodule = instantiate(cfg.data)(sampler=instantiate(cfg.sampler), tokenization=encoder.tokenization, seed=cfg.seed)
     datamodule.build_sampler(0, int(cfg.trainer.get("num_nodes", 1) or 1) * _devices(cfg))  # fail fast on bad options
-    module = BiEncoderModule(encoder, instantiate(cfg.loss), seed=cfg.seed, **cfg.optim)
+    module = BiEncoderModule(encoder, instantiate(cfg.loss), seed=cfg.seed,
+                             model_config=OmegaConf.to_container(cfg.model, resolve=True), **cfg.optim)
 
     ckpt_dir = os.path.join(out, "checkpoints")
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
