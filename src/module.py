@@ -12,6 +12,7 @@ gradients, so each query is scored against the whole global batch.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from typing import Any
 
@@ -20,6 +21,8 @@ import torch
 from transformers import get_linear_schedule_with_warmup
 
 from src.encoder import Encoder
+from src.errors import ConfigError
+from src.grad_cache import grad_cache_step
 from src.loss import InfoNCELoss
 
 
@@ -31,6 +34,10 @@ class BiEncoderModule(L.LightningModule):
     warmup_ratio: share of all optimizer steps spent in linear warm-up, then linear decay to 0.
     seed: dropout randomness of step k is seeded from (seed, k), so a resumed run reproduces the
         uninterrupted run's losses exactly (a fresh process would otherwise have other RNG state).
+    grad_cache_chunk_size: embed the batch in chunks of this many texts with GradCache
+        (src/grad_cache.py): the same gradients with the activation memory of one chunk, so a global
+        batch of thousands fits on a small GPU. Uses manual optimisation; ``gradient_clip_val``
+        clips as the Trainer's option would.
     """
 
     def __init__(
@@ -42,8 +49,15 @@ class BiEncoderModule(L.LightningModule):
         warmup_ratio: float = 0.1,
         seed: int = 0,
         model_config: dict | None = None,
+        grad_cache_chunk_size: int | None = None,
+        gradient_clip_val: float | None = None,
     ) -> None:
         super().__init__()
+        if grad_cache_chunk_size is not None and grad_cache_chunk_size < 1:
+            raise ConfigError(f"optim.grad_cache_chunk_size must be a positive integer or null, got {grad_cache_chunk_size}")
+        self.grad_cache_chunk_size = grad_cache_chunk_size
+        self.gradient_clip_val = gradient_clip_val
+        self.automatic_optimization = grad_cache_chunk_size is None
         self.model_config = model_config  # the resolved `model` config, so export.py can rebuild the encoder
         self.encoder = encoder
         self.loss = loss
@@ -67,22 +81,46 @@ class BiEncoderModule(L.LightningModule):
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         torch.manual_seed(self.seed * 1_000_003 + self.global_step)
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        q = self.encoder(**batch["query"])
-        p = self.encoder(**batch["passage"])
-        n_local = p.shape[0]
+    def _loss(self, q: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         rank = self.global_rank if self.trainer is not None else 0
         # every rank's block is [B positives, B*k negatives]; query i of this rank -> its positive
-        targets = torch.arange(len(q), device=q.device) + rank * n_local
+        targets = torch.arange(len(q), device=q.device) + rank * p.shape[0]
         q_all = self._gather(q) if self.loss.symmetric else None
-        loss, accuracy = self.loss(q, self._gather(p), targets, q_all=q_all, q_offset=rank * len(q))
+        return self.loss(q, self._gather(p), targets, q_all=q_all, q_offset=rank * len(q))
 
-        bs = len(q)
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        if self.automatic_optimization:
+            loss, accuracy = self._loss(self.encoder(**batch["query"]), self.encoder(**batch["passage"]))
+        else:
+            loss, accuracy = self._grad_cache_step(batch)
+
+        bs = len(batch["query_lang"])
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         self.log("train/accuracy", accuracy, prog_bar=True, batch_size=bs)
         self.log("train/temperature", self.loss.temperature, batch_size=bs)
         self._log_sampling(batch)
         return loss
+
+    def _grad_cache_step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        optimizer, scheduler = self.optimizers(), self.lr_schedulers()
+        ddp = self.trainer.strategy.model if self.trainer.world_size > 1 else None
+        # no DDP sync on the many chunk backwards: one all-reduce of the summed gradients instead
+        with ddp.no_sync() if hasattr(ddp, "no_sync") else contextlib.nullcontext():
+            loss, accuracy = grad_cache_step(
+                self.encoder, batch["query"], batch["passage"], self._loss, self.grad_cache_chunk_size,
+                backward=lambda t, g: self.manual_backward(t, gradient=g),
+            )
+        if self.trainer.world_size > 1:
+            for param in self.parameters():
+                if param.grad is not None:
+                    torch.distributed.all_reduce(param.grad)
+                    param.grad /= self.trainer.world_size
+        if self.gradient_clip_val:
+            self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm")
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        return loss, accuracy
 
     def _log_sampling(self, batch: dict[str, Any]) -> None:
         """Running shares of what the sampler drew (this rank; ranks draw alike by construction)."""

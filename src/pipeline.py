@@ -101,8 +101,12 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     encoder: Encoder = instantiate(cfg.model)
     datamodule = instantiate(cfg.data)(sampler=instantiate(cfg.sampler), tokenization=encoder.tokenization, seed=cfg.seed)
     datamodule.build_sampler(0, int(cfg.trainer.get("num_nodes", 1) or 1) * _devices(cfg))  # fail fast on bad options
+    grad_cache = cfg.optim.get("grad_cache_chunk_size")
+    if grad_cache and str(cfg.trainer.get("precision")).startswith("16"):
+        raise ConfigError("optim.grad_cache_chunk_size needs trainer.precision bf16-mixed or 32-true (fp16 loss scaling is not supported)")
     module = BiEncoderModule(encoder, instantiate(cfg.loss), seed=cfg.seed,
-                             model_config=OmegaConf.to_container(cfg.model, resolve=True), **cfg.optim)
+                             model_config=OmegaConf.to_container(cfg.model, resolve=True),
+                             gradient_clip_val=cfg.trainer.get("gradient_clip_val") if grad_cache else None, **cfg.optim)
 
     ckpt_dir = os.path.join(out, "checkpoints")
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
@@ -117,7 +121,9 @@ def train(cfg: DictConfig) -> dict[str, dict]:
         instantiate(cfg.checkpoint, dirpath=ckpt_dir),
         eval_cb,
     ] + ([LearningRateMonitor(logging_interval="step")] if loggers else [])
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    # with GradCache the module steps the optimizer itself and clips as the Trainer would have
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers,
+                                     **({"gradient_clip_val": None} if grad_cache else {}))
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     if trainer.is_global_zero and eval_cb.results is not None:
         print_results(eval_cb.results)

@@ -200,18 +200,29 @@ def test_hard_negatives_reach_the_loss(corpus, tmp_path, monkeypatch):
     check_results(results)
 
 
-def test_ddp_two_cpu_ranks(corpus, tmp_path):
-    """Lightning DDP with two gloo ranks: gathered passages, per-rank sampler slices, rank-0 evaluation."""
-    out = run_cli(
-        [str(ROOT / "train.py"), *base_overrides(corpus), "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
-         "trainer.max_steps=3", f"hydra.run.dir={tmp_path / 'run'}"],
-        tmp_path,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert (tmp_path / "run" / "train_ddp_process_1.log").exists()  # the second rank ran
-    results = json.loads((tmp_path / "run" / "checkpoints" / "results.json").read_text())
-    assert results["step"] == 3
-    check_results(results["results"])
+def test_ddp_two_cpu_ranks_plain_and_with_grad_cache(corpus, tmp_path):
+    """Lightning DDP with two gloo ranks: gathered passages, per-rank sampler slices, rank-0
+    evaluation. With dropout off, GradCache (no-sync chunk backwards + one all-reduce) must give
+    the plain DDP run's loss curve."""
+    losses = {}
+    for name, extra in [("plain", []), ("grad_cache", ["optim.grad_cache_chunk_size=3"])]:
+        run_dir = tmp_path / name
+        out = run_cli(
+            [str(ROOT / "train.py"), *base_overrides(corpus), "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+             "trainer.max_steps=3", "logger=csv", "trainer.log_every_n_steps=1", f"hydra.run.dir={run_dir}",
+             "+model.config_overrides.hidden_dropout_prob=0", "+model.config_overrides.attention_probs_dropout_prob=0",
+             *extra],
+            tmp_path,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert (run_dir / "train_ddp_process_1.log").exists()  # the second rank ran
+        results = json.loads((run_dir / "checkpoints" / "results.json").read_text())
+        assert results["step"] == 3
+        check_results(results["results"])
+        losses[name] = read_losses(run_dir)
+    assert sorted(losses["plain"]) == [0, 1, 2]
+    for step, loss in losses["plain"].items():
+        assert losses["grad_cache"][step] == pytest.approx(loss, abs=1e-5), step
 
 
 def test_training_steps_run_in_train_mode(corpus, tmp_path, monkeypatch):
