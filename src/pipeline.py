@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import traceback
 from pathlib import Path
 
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from hydra.utils import instantiate as hydra_instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
@@ -44,6 +47,11 @@ def register_resolvers() -> None:
 
 register_resolvers()
 
+# Launchers such as submitit (hydra/launcher=slurm) unpickle each job in a fresh interpreter that
+# inherits the environment but not sys.path: let it import this project's modules.
+if str(PROJECT_ROOT) not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
+
 
 def instantiate(cfg, *args, **kwargs):
     """Hydra's instantiate, but our own errors come out as they are, not wrapped by Hydra."""
@@ -55,16 +63,37 @@ def instantiate(cfg, *args, **kwargs):
         raise
 
 
+FAILED_FILE = "failed.txt"  # in a multirun job's folder: why the job failed (read by the sweep summary)
+
+
 def run_cli(fn, cfg: DictConfig):
-    """Entry points: a bad option or file ends the run with one line, not a stack trace."""
+    """Entry points: a bad option or file ends the run with one line, not a stack trace.
+
+    In a multirun, a failing job must not stop the others: its error goes to ``failed.txt`` in its
+    folder and to the log, the sweep goes on, and the sweep summary lists it as failed.
+    """
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         # every mandatory (???) value, checked before any work, named where it is defined
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
         return fn(cfg)
-    except UserError as e:
-        raise SystemExit(f"error: {e}") from None
-    except MissingMandatoryValue as e:
-        raise SystemExit(f"error: {e.full_key} has no value; set it on the command line ({e.full_key}=...)") from None
+    except (UserError, MissingMandatoryValue) as e:
+        message = (f"error: {e.full_key} has no value; set it on the command line ({e.full_key}=...)"
+                   if isinstance(e, MissingMandatoryValue) else f"error: {e}")
+        if not multirun:
+            raise SystemExit(message) from None
+        _record_failure(message, message)
+    except Exception as e:
+        if not multirun:
+            raise
+        _record_failure(f"error: {type(e).__name__}: {e}".splitlines()[0], traceback.format_exc())
+    return None
+
+
+def _record_failure(line: str, details: str) -> None:
+    log.error("job failed, the sweep goes on: %s", line)
+    print(line, file=sys.stderr)
+    Path(output_dir(), FAILED_FILE).write_text(details if details.startswith(line) else f"{line}\n\n{details}")
 
 
 def output_dir() -> str:

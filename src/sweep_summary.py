@@ -2,7 +2,8 @@
 
 It reads each job's ``results.json`` (written by the end-of-training evaluation) and the job's
 overrides, and writes ``summary.md`` and ``summary.csv`` into the sweep folder. Jobs without
-results are listed as failed, so one broken job is visible rather than silently missing.
+results are listed as failed, with the first line of their ``failed.txt`` when they wrote one, so
+one broken job is visible rather than silently missing; the sweep then exits with status 1.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ def summarize_sweep(sweep_dir: str | Path) -> list[dict[str, str]]:
         run = " ".join(str(o) for o in overrides) or job.name
         results_file = job / RESULTS_GLOB
         if not results_file.exists():
-            rows.append({"job": job.name, "run": run, "status": "failed (no results.json)"})
+            failed = job / "failed.txt"
+            reason = failed.read_text().splitlines()[0] if failed.exists() else "no results.json"
+            rows.append({"job": job.name, "run": run, "status": f"failed ({reason.replace('|', '/')})"})
             continue
         results = json.loads(results_file.read_text())["results"]
         rows.extend(result_rows(results, job=job.name, run=run, status="ok"))
@@ -47,3 +50,6 @@ class SweepSummary(Callback):
         Path(sweep_dir, "summary.md").write_text(table + "\n")
         Path(sweep_dir, "summary.csv").write_text(csv_table(rows))
         print(f"\nSweep summary ({sweep_dir}/summary.md):\n{table}")
+        failed = sorted({r["job"] for r in rows if r["status"].startswith("failed")}, key=int)
+        if failed:
+            raise SystemExit(f"{len(failed)} job(s) of the sweep failed: {', '.join(failed)} (see failed.txt in their folders)")

@@ -245,3 +245,19 @@ def test_training_steps_run_in_train_mode(corpus, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     train(compose_train(base_overrides(corpus) + ["trainer.max_steps=3", "eval.sets={}"]))
     assert modes == [True] * 3
+
+
+def test_a_failing_job_does_not_stop_the_sweep_and_the_summary_names_it(corpus, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    out = run_cli(
+        [str(ROOT / "train.py"), "-m", *base_overrides(corpus), "trainer.max_steps=2", "sampler=hybrid",
+         "sampler.alpha=1.5,0.5", f"hydra.sweep.dir={sweep_dir}"],
+        tmp_path,
+    )
+    assert out.returncode == 1
+    assert "1 job(s) of the sweep failed: 0" in out.stderr
+    table = (sweep_dir / "summary.md").read_text()
+    assert "sampler.alpha=0.5" in [line for line in table.splitlines() if "| ok |" in line][0]
+    failed_row = [line for line in table.splitlines() if "failed" in line][0]
+    assert "sampler.alpha=1.5" in failed_row and "sampler.alpha must be in [0, 1]" in failed_row
+    assert (sweep_dir / "0" / "failed.txt").exists() and (sweep_dir / "1" / "checkpoints" / "results.json").exists()

@@ -1,0 +1,33 @@
+"""Cluster launchers: the SLURM config composes to submitit's launcher, and a real submitit
+(local executor) multirun runs jobs in fresh processes, survives a failing job and summarises."""
+
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from tests.test_train import ROOT, base_overrides, corpus, run_cli  # noqa: F401  (fixture)
+
+pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install hydra-submitit-launcher")
+
+
+def test_slurm_launcher_config():
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert (launcher.partition, launcher.gpus_per_node, launcher.tasks_per_node) == ("gpu", 8, 8)
+
+
+def test_submitit_multirun_with_one_failing_job(corpus, tmp_path):  # noqa: F811
+    sweep_dir = tmp_path / "sweep"
+    out = run_cli(
+        [str(ROOT / "train.py"), "-m", "hydra/launcher=submitit_local", *base_overrides(corpus), "trainer.max_steps=2",
+         "sampler=hybrid", "sampler.alpha=0.5,7", f"hydra.sweep.dir={sweep_dir}"],
+        tmp_path,
+    )
+    assert out.returncode == 1, out.stderr[-3000:]
+    table = (sweep_dir / "summary.md").read_text()
+    assert len([line for line in table.splitlines() if "| ok |" in line]) == 1
+    assert "sampler.alpha must be in [0, 1], got 7" in table
+    assert any(sweep_dir.glob(".submitit/*/*_log.out"))  # really went through submitit
