@@ -12,6 +12,8 @@ the long-format corpus (see ``src/data/corpus.py``). The strategies:
 - ``XXSampler(languages=["en"])`` (``sampler=en_en``): the English-only baseline.
 - ``MixedSampler`` (``sampler=mixed``): B distinct examples, each in its own uniformly drawn
   language; query and passage of an example share that language.
+- ``MixtureSampler`` (``data.sources``): several corpora in one run; each batch first draws a
+  corpus with its configured weight, then that corpus's own sampler draws the batch.
 
 Invariants (each tested in ``tests/test_samplers.py``):
 
@@ -44,8 +46,10 @@ class Batch:
     examples: np.ndarray  # [world_size * B] example indices, distinct
     query_langs: np.ndarray  # [world_size * B] language indices
     passage_langs: np.ndarray
+    source: ParallelIndex | None = None  # set by MixtureSampler: the index the batch was drawn from
 
     def pairs(self, index: ParallelIndex, rank: int, per_rank: int) -> list[tuple[int, int]]:
+        index = self.source or index
         sl = slice(rank * per_rank, (rank + 1) * per_rank)
         ex = self.examples[sl]
         q_rows = index.rows[ex, self.query_langs[sl]]
@@ -233,3 +237,31 @@ class MixedSampler(ParallelBatchSampler):
         noise = rng.random((len(examples), len(self.lang_ids))) * self.mask[examples]
         langs = self.lang_ids[noise.argmax(1)]
         return Batch("mixed", examples, langs, langs)
+
+
+class MixtureSampler(ParallelBatchSampler):
+    """Several corpora with weights: batch k draws corpus c with p ∝ weight_c, then corpus c's own
+    sampler (any of the above, on an index whose rows point into the concatenated corpus) draws
+    the batch. A batch never mixes corpora, so ids of different corpora cannot collide in it."""
+
+    def __init__(self, samplers: dict[str, ParallelBatchSampler], weights: dict[str, float],
+                 steps_per_epoch: int | None = None) -> None:
+        if not samplers:
+            raise ConfigError("data.sources is empty")
+        bad = {name: w for name, w in weights.items() if not w > 0}
+        if bad or set(weights) != set(samplers):
+            raise ConfigError(f"data.sources weights must be > 0 for every source, got {weights}")
+        first = next(iter(samplers.values()))
+        self.samplers, self.names = samplers, list(samplers)
+        w = np.array([weights[n] for n in self.names], dtype=np.float64)
+        self.probs = w / w.sum()
+        self.index, self.batch_size, self.global_batch = first.index, first.batch_size, first.global_batch
+        self.seed, self.rank, self.world_size = first.seed, first.rank, first.world_size
+        self.steps_per_epoch = steps_per_epoch or sum(s.steps_per_epoch for s in samplers.values())
+        self.epoch, self._start_step = 0, 0
+
+    def draw(self, rng: np.random.Generator) -> Batch:
+        sampler = self.samplers[self.names[rng.choice(len(self.names), p=self.probs)]]
+        batch = sampler.draw(rng)
+        batch.source = sampler.index
+        return batch

@@ -49,7 +49,7 @@ def test_ndcg_and_recall_match_trec_eval_with_ties_and_graded_relevance(levels):
     assert np.mean(ours_recall) == pytest.approx(ref["recall_100"], abs=1e-6)
 
 
-def write_miracl(root, langs=("de", "sw"), n_docs=180, n_topics=12, seed=0) -> tuple:
+def write_miracl(root, langs=("de", "sw"), n_docs=180, n_topics=12, seed=0, split="dev") -> tuple:
     """Topics, qrels (graded, with judged non-relevant passages) and a two-shard gzipped corpus."""
     rng = random.Random(seed)
     for lang in langs:
@@ -67,7 +67,7 @@ def write_miracl(root, langs=("de", "sw"), n_docs=180, n_topics=12, seed=0) -> t
             qrels += [f"{lang}{t}\tQ0\t{target[0]['docid']}\t1", f"{lang}{t}\tQ0\t{target[1]['docid']}\t{1 + t % 2}",
                       f"{lang}{t}\tQ0\t{target[2]['docid']}\t0"]
         topics.append(f"{lang}-unjudged\tno qrels for this topic")
-        for rel, lines in [(topics_file(lang, "dev"), topics), (qrels_file(lang, "dev"), qrels)]:
+        for rel, lines in [(topics_file(lang, split), topics), (qrels_file(lang, split), qrels)]:
             (root / "topics" / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / "topics" / rel).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return root / "topics", root / "corpus"
@@ -119,9 +119,9 @@ def test_capped_corpus_keeps_every_judged_passage(tmp_path):
 
 def test_bad_miracl_inputs(tmp_path, monkeypatch):
     path, corpus_path = write_miracl(tmp_path, langs=("de",))
-    with pytest.raises(DataError, match=r"missing file .*topics\.miracl-v1\.0-fr-dev\.tsv"):
+    with pytest.raises(DataError, match=r"MIRACL file missing: .*topics\.miracl-v1\.0-fr-dev\.tsv"):
         MiraclEval("miracl", ["fr"], path=str(path), corpus_path=str(corpus_path))
-    with pytest.raises(DataError, match=r"missing corpus folder .*miracl-corpus-v1\.0-de"):
+    with pytest.raises(DataError, match=r"MIRACL corpus folder missing: .*miracl-corpus-v1\.0-de"):
         MiraclEval("miracl", ["de"], path=str(path), corpus_path=str(tmp_path)).evaluate(tiny())
     qrels = path / qrels_file("de", "dev")
     qrels.write_text(qrels.read_text() + "de0 Q0 broken\n")

@@ -17,12 +17,13 @@ from typing import Any
 
 import datasets
 import lightning as L
+import numpy as np
 from torch.utils.data import DataLoader
 
 from src.data.corpus import ParallelIndex, load_parallel_corpus
 from src.encoder import Tokenization
-from src.errors import DataError
-from src.samplers import ParallelBatchSampler
+from src.errors import ConfigError, DataError
+from src.samplers import MixtureSampler, ParallelBatchSampler
 
 
 class ParallelPairs:
@@ -113,6 +114,10 @@ class ParallelDataModule(L.LightningDataModule):
         num_hard_negatives: hard negatives per example (needs a ``negatives`` field in the data).
         num_workers: DataLoader workers (tokenisation runs there).
         seed: sampler seed.
+        sources: instead of ``files``, several corpora mixed with weights:
+            ``{name: {"files": ..., "weight": w, "sampler": optional sampler partial}}``. Each batch
+            comes from one corpus, drawn with p ∝ weight, by that corpus's sampler (default: the
+            ``sampler`` group's); see ``MixtureSampler``.
     """
 
     def __init__(
@@ -126,9 +131,14 @@ class ParallelDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         cache_dir: str | None = None,
+        sources: dict[str, dict] | None = None,
     ) -> None:
         super().__init__()
+        if (files is None) == (not sources):
+            raise ConfigError("set exactly one of data.files and data.sources")
         self.files = files
+        self.sources = dict(sources or {})
+        self.source_index: dict[str, ParallelIndex] = {}
         self.sampler_factory = sampler
         self.tokenization = tokenization
         self.batch_size = batch_size
@@ -145,8 +155,11 @@ class ParallelDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.corpus is not None:
             return
-        self.corpus = load_parallel_corpus(self.files, self.languages, cache_dir=self.cache_dir)
-        self.index = ParallelIndex.from_dataset(self.corpus)
+        if self.sources:
+            self._setup_sources()
+        else:
+            self.corpus = load_parallel_corpus(self.files, self.languages, cache_dir=self.cache_dir)
+            self.index = ParallelIndex.from_dataset(self.corpus)
         if self.num_hard_negatives:
             lengths = self.corpus.data.table.column("negatives").combine_chunks().value_lengths()
             lacking = sum(1 for n in lengths.to_pylist() if not n)
@@ -156,9 +169,33 @@ class ParallelDataModule(L.LightningDataModule):
                     "have no 'negatives'; set data.num_hard_negatives=0 or add negatives"
                 )
 
+    def _setup_sources(self) -> None:
+        """One concatenated corpus; per source an index whose rows point into it."""
+        parts, offset = [], 0
+        for name, spec in self.sources.items():
+            if not isinstance(spec, dict) or "files" not in spec:
+                raise ConfigError(f"data.sources.{name} needs 'files' (and optionally 'weight', 'sampler', 'languages')")
+            ds = load_parallel_corpus(spec["files"], spec.get("languages") or self.languages, cache_dir=self.cache_dir)
+            index = ParallelIndex.from_dataset(ds)
+            index.rows = np.where(index.rows >= 0, index.rows + offset, -1)
+            self.source_index[name] = index
+            parts.append(ds)
+            offset += len(ds)
+        self.corpus = datasets.concatenate_datasets(parts)
+        self.index = next(iter(self.source_index.values()))
+
     def build_sampler(self, rank: int = 0, world_size: int = 1) -> ParallelBatchSampler:
         self.setup()
-        return self.sampler_factory(self.index, self.batch_size, rank=rank, world_size=world_size, seed=self.seed)
+        if not self.sources:
+            return self.sampler_factory(self.index, self.batch_size, rank=rank, world_size=world_size, seed=self.seed)
+        samplers = {}
+        for name, spec in self.sources.items():
+            factory = spec.get("sampler") or self.sampler_factory
+            try:
+                samplers[name] = factory(self.source_index[name], self.batch_size, rank=rank, world_size=world_size, seed=self.seed)
+            except ConfigError as e:
+                raise ConfigError(f"data.sources.{name}: {e}") from None
+        return MixtureSampler(samplers, {name: float(spec.get("weight", 1.0)) for name, spec in self.sources.items()})
 
     def train_dataloader(self) -> ResumableDataLoader:
         trainer = self.trainer

@@ -61,6 +61,34 @@ def _from_hub(download, what: str, local_option: str):
         ) from None
 
 
+def annotation_file(relative: str, path: str | None, option: str = "eval.path") -> str:
+    """A topics or qrels file: from the local folder ``path`` (same layout), or the hub (cached)."""
+    if path is None:
+        from huggingface_hub import hf_hub_download
+
+        return _from_hub(lambda: hf_hub_download(TOPICS_REPO, relative, repo_type="dataset"), f"{TOPICS_REPO}/{relative}", option)
+    file = os.path.join(path, relative)
+    if not os.path.isfile(file):
+        raise DataError(f"MIRACL file missing: {file}")
+    return file
+
+
+def corpus_dir(lang: str, corpus_path: str | None, option: str = "eval.corpus_path") -> str:
+    """The folder of ``lang``'s passages: under ``corpus_path``, or downloaded from the hub (cached)."""
+    if corpus_path is None:
+        from huggingface_hub import snapshot_download
+
+        root = _from_hub(
+            lambda: snapshot_download(CORPUS_REPO, repo_type="dataset", allow_patterns=[f"{corpus_folder(lang)}/*"]),
+            f"the {lang} corpus of {CORPUS_REPO}", option,
+        )
+        return os.path.join(root, corpus_folder(lang))
+    folder = os.path.join(corpus_path, corpus_folder(lang))
+    if not os.path.isdir(folder):
+        raise DataError(f"MIRACL corpus folder missing: {folder}")
+    return folder
+
+
 def read_topics(file: str) -> dict[str, str]:
     topics = {}
     with open(file, encoding="utf-8") as fh:
@@ -126,37 +154,12 @@ class MiraclEval:
         self.max_docs_per_lang, self.with_title = max_docs_per_lang, with_title
         self.block_size, self.work_dir = block_size, work_dir
         # topics and qrels are small: read (and check) them now, so a bad path fails before any encoding
-        self.topics = {lang: read_topics(self._annotation(topics_file(lang, split), "eval.path")) for lang in self.languages}
-        self.qrels = {lang: read_qrels(self._annotation(qrels_file(lang, split), "eval.path")) for lang in self.languages}
-
-    def _annotation(self, relative: str, option: str) -> str:
-        if self.path is None:
-            from huggingface_hub import hf_hub_download
-
-            return _from_hub(lambda: hf_hub_download(TOPICS_REPO, relative, repo_type="dataset"),
-                             f"{TOPICS_REPO}/{relative}", option)
-        file = os.path.join(self.path, relative)
-        if not os.path.isfile(file):
-            raise DataError(f"eval set {self.name!r}: missing file {file}")
-        return file
-
-    def _corpus_folder(self, lang: str) -> str:
-        if self.corpus_path is None:
-            from huggingface_hub import snapshot_download
-
-            root = _from_hub(
-                lambda: snapshot_download(CORPUS_REPO, repo_type="dataset", allow_patterns=[f"{corpus_folder(lang)}/*"]),
-                f"the {lang} corpus of {CORPUS_REPO}", "eval.corpus_path",
-            )
-            return os.path.join(root, corpus_folder(lang))
-        folder = os.path.join(self.corpus_path, corpus_folder(lang))
-        if not os.path.isdir(folder):
-            raise DataError(f"eval set {self.name!r}: missing corpus folder {folder}")
-        return folder
+        self.topics = {lang: read_topics(annotation_file(topics_file(lang, split), path)) for lang in self.languages}
+        self.qrels = {lang: read_qrels(annotation_file(qrels_file(lang, split), path)) for lang in self.languages}
 
     def _passages(self, lang: str, judged: set[str]) -> Iterator[tuple[str, str]]:
         others = None if self.max_docs_per_lang is None else max(self.max_docs_per_lang - len(judged), 0)
-        for docid, title, text in read_corpus(self._corpus_folder(lang)):
+        for docid, title, text in read_corpus(corpus_dir(lang, self.corpus_path)):
             if docid not in judged:
                 if others is not None:
                     if others == 0:
