@@ -31,3 +31,11 @@ def test_submitit_multirun_with_one_failing_job(corpus, tmp_path):  # noqa: F811
     assert len([line for line in table.splitlines() if "| ok |" in line]) == 1
     assert "sampler.alpha must be in [0, 1], got 7" in table
     assert any(sweep_dir.glob(".submitit/*/*_log.out"))  # really went through submitit
+
+
+def test_experiment_paper_sweeps_samplers_by_models():
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=paper", "hydra/launcher=slurm"], return_hydra_config=True)
+    assert dict(cfg.hydra.sweeper.params) == {"sampler": "xx,xy,hybrid", "model": "labse,xlmr"}
+    assert cfg.data.files._target_ == "src.data.mmarco.build_mmarco" and set(cfg.eval.sets) == {"xquad_r", "mlqa_r", "miracl"}
+    assert cfg.trainer.strategy == "ddp" and cfg.trainer.devices == cfg.hydra.launcher.gpus_per_node
