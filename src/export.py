@@ -35,9 +35,16 @@ def load_checkpoint_encoder(ckpt: str, model_config: dict | None = None) -> tupl
         raise ConfigError(f"{ckpt} has no model config (written by an older version); pass model=<the model it was trained with>")
     encoder: Encoder = instantiate(model_config)
     weights = {k[len("encoder."):]: v for k, v in state["state_dict"].items() if k.startswith("encoder.")}
-    missing, unexpected = encoder.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise ConfigError(f"{ckpt}: weights do not fit the model ({len(missing)} missing, {len(unexpected)} unexpected)")
+    try:
+        missing, unexpected = encoder.load_state_dict(weights, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        missing, unexpected = [str(e).splitlines()[0]], []
+    if missing or unexpected or not weights:
+        raise ConfigError(
+            f"checkpoint {ckpt} was trained from {state.get('encoder_name_or_path')!r} and does not fit model="
+            f"{encoder.name_or_path!r} ({len(missing)} missing, {len(unexpected)} unexpected weights); "
+            "pass the model option it was trained with"
+        )
     return encoder.eval(), model_config
 
 

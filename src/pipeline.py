@@ -171,22 +171,9 @@ def _devices(cfg: DictConfig) -> int:
 
 def load_encoder_from_checkpoint(cfg: DictConfig) -> Encoder:
     """The model config builds the architecture; the checkpoint's weights must fit it."""
-    encoder: Encoder = instantiate(cfg.model)
-    if not os.path.isfile(cfg.ckpt):
-        raise ConfigError(f"checkpoint not found: {cfg.ckpt}")
-    state = torch.load(cfg.ckpt, map_location="cpu", weights_only=False)
-    saved = state.get("encoder_name_or_path")
-    weights = {k[len("encoder."):]: v for k, v in state["state_dict"].items() if k.startswith("encoder.")}
-    try:
-        missing, unexpected = encoder.load_state_dict(weights, strict=False)
-    except RuntimeError as e:  # shape mismatches
-        missing, unexpected = [str(e).splitlines()[0]], []
-    if missing or unexpected or not weights:
-        raise ConfigError(
-            f"checkpoint {cfg.ckpt} was trained from {saved!r} and does not fit model={encoder.name_or_path!r} "
-            f"({len(missing)} missing, {len(unexpected)} unexpected weights); pass the model option it was trained with"
-        )
-    return encoder
+    from src.export import load_checkpoint_encoder
+
+    return load_checkpoint_encoder(cfg.ckpt, OmegaConf.to_container(cfg.model, resolve=True))[0]
 
 
 def evaluate(cfg: DictConfig) -> dict[str, dict]:
