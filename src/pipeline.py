@@ -133,6 +133,8 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     grad_cache = cfg.optim.get("grad_cache_chunk_size")
     if grad_cache and str(cfg.trainer.get("precision")).startswith("16"):
         raise ConfigError("optim.grad_cache_chunk_size needs trainer.precision bf16-mixed or 32-true (fp16 loss scaling is not supported)")
+    if grad_cache and int(cfg.trainer.get("accumulate_grad_batches") or 1) > 1:
+        raise ConfigError("optim.grad_cache_chunk_size replaces trainer.accumulate_grad_batches: raise data.batch_size instead")
     module = BiEncoderModule(encoder, instantiate(cfg.loss), seed=cfg.seed,
                              model_config=OmegaConf.to_container(cfg.model, resolve=True),
                              gradient_clip_val=cfg.trainer.get("gradient_clip_val") if grad_cache else None, **cfg.optim)
