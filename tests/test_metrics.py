@@ -58,6 +58,24 @@ def test_map_matches_torchmetrics_without_ties():
     assert our_map(q, pool, relevant) == pytest.approx(trec_eval_map(q @ pool.T, relevant), abs=1e-6)
 
 
+def test_score_budget_caps_the_chunk_without_changing_ranks(monkeypatch):
+    """``max_chunk_scores`` bounds the rows scored at once (at least one); the ranks do not change."""
+    from src.evaluation import metrics
+
+    rng = np.random.default_rng(1)
+    q, pool = torch.randn(25, 8), torch.randn(60, 8)
+    relevant = random_relevance(rng, 25, 60)
+    expected = full_pool_ranks(q, pool, relevant, chunk_size=256)
+    rows: list[int] = []
+    original = metrics.ranks_from_scores
+    monkeypatch.setattr(metrics, "ranks_from_scores", lambda s, *a: rows.append(len(s)) or original(s, *a))
+    for budget, most_rows in [(1, 1), (60, 1), (150, 2), (10**9, 25)]:
+        rows.clear()
+        got = full_pool_ranks(q, pool, relevant, chunk_size=256, max_chunk_scores=budget)
+        assert max(rows) == most_rows and sum(rows) == 25
+        assert all(np.array_equal(a, b) for a, b in zip(got, expected))
+
+
 @pytest.mark.parametrize("levels", [2, 3, 10])
 def test_map_with_ties_is_pessimistic_and_matches_trec_eval(levels):
     """Scores drawn from a handful of values: many relevant/non-relevant ties per query."""

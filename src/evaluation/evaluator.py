@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 def encode_unique(encoder: Encoder, texts: list[str], kind: str, batch_size: int) -> torch.Tensor:
     unique, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
+    if len(unique) == len(texts):  # nothing repeated: encode in place, no second [N, dim] copy
+        return encoder.encode(texts, kind, batch_size=batch_size)
     emb = encoder.encode(unique.tolist(), kind, batch_size=batch_size)
     return emb[torch.as_tensor(inverse)]
 

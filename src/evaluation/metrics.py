@@ -8,8 +8,9 @@ Out: per query, the 1-based rank of each relevant candidate in the whole pool; f
 Tie policy (pessimistic): a relevant candidate is ranked below every non-relevant candidate with
 the same score; relevant candidates tied with each other keep the order in which they are given.
 For graded relevance (nDCG, recall of a top-k list) the lower gain goes first among equal scores.
-So tied scores never inflate a metric. Scores are computed in query chunks, so memory grows with
-``chunk_size x N``, never with ``Q x N``.
+So tied scores never inflate a metric. Scores are computed in query chunks of at most
+``chunk_size`` rows and ``max_chunk_scores`` scores, so scoring memory stays bounded (256 MB of
+float32 scores by default) however large Q and N get; the pool embeddings [N, d] dominate.
 """
 
 from __future__ import annotations
@@ -52,10 +53,12 @@ def full_pool_ranks(
     pool: torch.Tensor,
     relevant: Sequence[np.ndarray],
     chunk_size: int = 256,
+    max_chunk_scores: int = 2**26,
 ) -> list[np.ndarray]:
     """Exact 1-based ranks of every query's relevant candidates over the full pool."""
     rel_idx, rel_mask = pad_relevant(relevant)
     out: list[np.ndarray] = []
+    chunk_size = max(1, min(chunk_size, max_chunk_scores // max(len(pool), 1)))
     for start in range(0, len(queries), chunk_size):
         sl = slice(start, start + chunk_size)
         scores = queries[sl].float() @ pool.float().T
