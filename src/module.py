@@ -73,10 +73,13 @@ class BiEncoderModule(L.LightningModule):
             return x
         return self.all_gather(x, sync_grads=True).flatten(0, 1)
 
-    def on_train_epoch_start(self) -> None:
+    def on_fit_start(self) -> None:
         # from_pretrained returns the model in eval mode; fine-tune with its dropout, as HF and
         # sentence-transformers do (Lightning keeps whatever mode the modules are in)
         self.train()
+
+    def on_train_epoch_start(self) -> None:
+        self.train()  # again: an evaluation between epochs may have left the encoder in eval mode
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         torch.manual_seed(self.seed * 1_000_003 + self.global_step)

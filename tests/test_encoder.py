@@ -61,6 +61,24 @@ def test_encode_keeps_input_order():
         torch.testing.assert_close(together[i], enc.encode([t], "passage")[0], atol=1e-5, rtol=1e-5)
 
 
+def test_encode_batches_by_token_count_not_characters(monkeypatch):
+    """Token counts include the prefix and truncation; batches group texts of similar token count
+    where character counts disagree (a CJK character is a token, a Latin word of 12 letters one)."""
+    enc = tiny(passage_prefix="passage: ", passage_max_length=16)
+    texts = ["维基百科是一个网络百科全书", "encyclopedia encyclopedia", "a", "维基百科"]
+    tok = enc.tokenization.tokenizer
+    expected = [min(len(tok("passage: " + t)["input_ids"]), 16) for t in texts]
+    assert expected == [16, 6, 5, 8]  # by characters the order would be 2nd, 1st, 4th, 3rd
+    assert enc.tokenization.lengths(texts, "passage", block=3).tolist() == expected
+    widths = []
+    forward = Encoder.forward
+    monkeypatch.setattr(Encoder, "forward", lambda self, **kw: widths.append(kw["input_ids"].shape[1]) or forward(self, **kw))
+    together = enc.encode(texts, "passage", batch_size=2)
+    assert widths == [16, 6]  # {16, 8} then {6, 5}; sorting by characters would pad to 16 and 8
+    for i, t in enumerate(texts):
+        torch.testing.assert_close(together[i], enc.encode([t], "passage")[0], atol=1e-5, rtol=1e-5)
+
+
 def test_unknown_pooling():
     with pytest.raises(ConfigError, match="model.pooling must be one of"):
         tiny(pooling="max")
