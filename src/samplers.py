@@ -24,18 +24,29 @@ Invariants (each tested in ``tests/test_samplers.py``):
 - under DDP all ranks draw the same global batch of ``world_size * B`` distinct examples and each
   takes its own slice, so every rank of a step uses the same language or pair and the ranks'
   examples are disjoint.
+
+Length grouping (``sampler.length_groups=G``, off at 1): less padding, so faster steps. G
+consecutive steps are drawn together as one batch of G x B distinct examples (one draw of the
+language or pair, as above), sorted by passage length, cut into G batches of similar length and
+handed out in a random order. Each batch on its own is still distributed as above; consecutive
+steps share their language or pair within a group. Lengths are passage characters, which order
+texts like token counts do within one language (an X-X or X-Y batch's passages are all in one).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 from torch.utils.data import Sampler
 
 from src.data.corpus import ParallelIndex
 from src.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -56,6 +67,17 @@ class Batch:
         p_rows = index.rows[ex, self.passage_langs[sl]]
         return list(zip(q_rows.tolist(), p_rows.tolist()))
 
+    def take(self, positions: np.ndarray) -> Batch:
+        return replace(self, examples=self.examples[positions], query_langs=self.query_langs[positions],
+                       passage_langs=self.passage_langs[positions])
+
+    def passage_chars(self, index: ParallelIndex) -> np.ndarray:
+        index = self.source or index
+        if index.passage_chars is None:
+            raise ConfigError("sampler.length_groups > 1 needs passage lengths: build the index with "
+                              "ParallelIndex.from_dataset")
+        return index.passage_chars[self.examples, self.passage_langs]
+
 
 class ParallelBatchSampler(Sampler[list[tuple[int, int]]]):
     """Base class: deterministic per-step randomness, DDP slicing, epoch length, resumable state.
@@ -68,6 +90,9 @@ class ParallelBatchSampler(Sampler[list[tuple[int, int]]]):
         rank, world_size: DDP position; all ranks must pass the same other arguments.
         languages: restrict to these languages (default: all in the data).
         temperature: t in p ∝ n ** t; 1 samples in proportion to data size, 0 uniformly.
+        length_groups: G > 1 draws G steps together and cuts them into batches of similar passage
+            length (see the module docstring); lowered, with a warning, to what the smallest
+            language or pair can fill with distinct examples.
     """
 
     def __init__(
@@ -80,6 +105,7 @@ class ParallelBatchSampler(Sampler[list[tuple[int, int]]]):
         world_size: int = 1,
         languages: Sequence[str] | None = None,
         temperature: float = 1.0,
+        length_groups: int = 1,
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch size must be >= 1, got {batch_size}")
@@ -87,6 +113,8 @@ class ParallelBatchSampler(Sampler[list[tuple[int, int]]]):
             raise ConfigError(f"rank {rank} outside world size {world_size}")
         if temperature < 0:
             raise ConfigError(f"sampler.temperature must be >= 0, got {temperature}")
+        if length_groups < 1:
+            raise ConfigError(f"sampler.length_groups must be >= 1, got {length_groups}")
         self.index = index
         self.batch_size = batch_size
         self.global_batch = batch_size * world_size
@@ -94,6 +122,8 @@ class ParallelBatchSampler(Sampler[list[tuple[int, int]]]):
         self.rank = rank
         self.world_size = world_size
         self.temperature = temperature
+        self.length_groups = length_groups
+        self.smallest = 0  # fewest distinct examples draw() may have to choose from; set by subclasses
         self.lang_ids = (
             np.array([index.lang_id(lang) for lang in languages])
             if languages
@@ -107,12 +137,28 @@ class ParallelBatchSampler(Sampler[list[tuple[int, int]]]):
         self._start_step = 0  # set by load_state_dict for a mid-epoch resume
 
     # -- to implement -------------------------------------------------------------------
-    def draw(self, rng: np.random.Generator) -> Batch:
+    def draw(self, rng: np.random.Generator, size: int) -> Batch:
+        """One batch of ``size`` distinct examples (a multiple of the global batch)."""
         raise NotImplementedError
 
     # -- shared machinery ---------------------------------------------------------------
+    @cached_property
+    def groups(self) -> int:
+        """The length groups in use: ``length_groups``, or fewer if a language or pair is too small."""
+        groups = max(1, min(self.length_groups, self.smallest // self.global_batch))
+        if groups < self.length_groups:
+            log.warning("sampler.length_groups lowered from %d to %d: the smallest language or pair has only "
+                        "%d examples for batches of %d", self.length_groups, groups, self.smallest, self.global_batch)
+        return groups
+
     def batch_at(self, epoch: int, step: int) -> Batch:
-        return self.draw(np.random.default_rng([self.seed, epoch, step]))
+        if self.groups == 1:
+            return self.draw(np.random.default_rng([self.seed, epoch, step]), self.global_batch)
+        group, position = divmod(step, self.groups)
+        rng = np.random.default_rng([self.seed, epoch, group, self.groups])
+        drawn = self.draw(rng, self.groups * self.global_batch)
+        by_length = np.argsort(drawn.passage_chars(self.index), kind="stable").reshape(self.groups, self.global_batch)
+        return drawn.take(by_length[rng.permutation(self.groups)[position]])
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         start, self._start_step = self._start_step, 0
@@ -147,8 +193,8 @@ class ParallelBatchSampler(Sampler[list[tuple[int, int]]]):
         w = np.where(counts > 0, counts.astype(np.float64) ** self.temperature, 0.0)
         return w / w.sum()
 
-    def _distinct(self, rng: np.random.Generator, candidates: np.ndarray) -> np.ndarray:
-        return rng.choice(candidates, size=self.global_batch, replace=False)
+    def _distinct(self, rng: np.random.Generator, candidates: np.ndarray, size: int) -> np.ndarray:
+        return rng.choice(candidates, size=size, replace=False)
 
     def _require(self, what: str, count: int) -> None:
         if count < self.global_batch:
@@ -169,11 +215,12 @@ class XXSampler(ParallelBatchSampler):
         for lang, n in zip(self.lang_ids, self.counts):
             self._require(f"language {index.languages[lang]!r}", int(n))
         self.probs = self._weights(self.counts)
+        self.smallest = int(self.counts.min())
 
-    def draw(self, rng: np.random.Generator) -> Batch:
+    def draw(self, rng: np.random.Generator, size: int) -> Batch:
         lang = self.lang_ids[rng.choice(len(self.lang_ids), p=self.probs)]
-        examples = self._distinct(rng, self.index.examples_in(lang))
-        langs = np.full(self.global_batch, lang)
+        examples = self._distinct(rng, self.index.examples_in(lang), size)
+        langs = np.full(size, lang)
         return Batch("xx", examples, langs, langs)
 
 
@@ -198,11 +245,12 @@ class XYSampler(ParallelBatchSampler):
         for (x, y), c in zip(pairs, self.counts):
             self._require(f"both {index.languages[x]!r} and {index.languages[y]!r}", int(c))
         self.probs = self._weights(self.counts)
+        self.smallest = int(self.counts.min())
 
-    def draw(self, rng: np.random.Generator) -> Batch:
+    def draw(self, rng: np.random.Generator, size: int) -> Batch:
         x, y = self.pairs[rng.choice(len(self.pairs), p=self.probs)]
-        examples = self._distinct(rng, self.index.examples_in_both(x, y))
-        return Batch("xy", examples, np.full(self.global_batch, x), np.full(self.global_batch, y))
+        examples = self._distinct(rng, self.index.examples_in_both(x, y), size)
+        return Batch("xy", examples, np.full(size, x), np.full(size, y))
 
 
 class HybridSampler(ParallelBatchSampler):
@@ -216,10 +264,11 @@ class HybridSampler(ParallelBatchSampler):
         # alpha = 0 or 1 degenerates to pure X-Y / X-X, which need not be constructible otherwise
         self.xx = XXSampler(index, batch_size, **kwargs) if alpha > 0 else None
         self.xy = XYSampler(index, batch_size, **kwargs) if alpha < 1 else None
+        self.smallest = min(s.smallest for s in (self.xx, self.xy) if s is not None)
 
-    def draw(self, rng: np.random.Generator) -> Batch:
+    def draw(self, rng: np.random.Generator, size: int) -> Batch:
         use_xx = rng.random() < self.alpha
-        return (self.xx if use_xx else self.xy).draw(rng)
+        return (self.xx if use_xx else self.xy).draw(rng, size)
 
 
 class MixedSampler(ParallelBatchSampler):
@@ -230,9 +279,10 @@ class MixedSampler(ParallelBatchSampler):
         self.mask = index.available[:, self.lang_ids]
         self.candidates = np.flatnonzero(self.mask.any(1))
         self._require(f"languages {[index.languages[i] for i in self.lang_ids]}", len(self.candidates))
+        self.smallest = len(self.candidates)
 
-    def draw(self, rng: np.random.Generator) -> Batch:
-        examples = self._distinct(rng, self.candidates)
+    def draw(self, rng: np.random.Generator, size: int) -> Batch:
+        examples = self._distinct(rng, self.candidates, size)
         # uniform among each example's available languages: argmax of masked uniform noise
         noise = rng.random((len(examples), len(self.lang_ids))) * self.mask[examples]
         langs = self.lang_ids[noise.argmax(1)]
@@ -257,11 +307,13 @@ class MixtureSampler(ParallelBatchSampler):
         self.probs = w / w.sum()
         self.index, self.batch_size, self.global_batch = first.index, first.batch_size, first.global_batch
         self.seed, self.rank, self.world_size = first.seed, first.rank, first.world_size
+        self.length_groups = first.length_groups
+        self.smallest = min(s.smallest for s in samplers.values())
         self.steps_per_epoch = steps_per_epoch or sum(s.steps_per_epoch for s in samplers.values())
         self.epoch, self._start_step = 0, 0
 
-    def draw(self, rng: np.random.Generator) -> Batch:
+    def draw(self, rng: np.random.Generator, size: int) -> Batch:
         sampler = self.samplers[self.names[rng.choice(len(self.names), p=self.probs)]]
-        batch = sampler.draw(rng)
+        batch = sampler.draw(rng, size)
         batch.source = sampler.index
         return batch

@@ -67,12 +67,15 @@ def test_index_counts_match_the_rows(tmp_path, rows):
             assert (r >= 0) == (ex_id in by_lang[lang])
             if r >= 0:
                 assert (ds[int(r)]["id"], ds[int(r)]["lang"]) == (ex_id, lang)
+                assert index.passage_chars[e, li] == len(ds[int(r)]["positive"])
     view = ds.select(range(len(ds) - 1, -1, -2))  # a reordered view follows its own row numbers
     vindex = ParallelIndex.from_dataset(view)
     for e, ex_id in enumerate(vindex.example_ids):
         for li, lang in enumerate(vindex.languages):
             if vindex.rows[e, li] >= 0:
-                assert (view[int(vindex.rows[e, li])]["id"], view[int(vindex.rows[e, li])]["lang"]) == (ex_id, lang)
+                row = view[int(vindex.rows[e, li])]
+                assert (row["id"], row["lang"]) == (ex_id, lang)
+                assert vindex.passage_chars[e, li] == len(row["positive"])
 
 
 def test_language_filter(tmp_path, rows):

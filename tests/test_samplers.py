@@ -21,7 +21,8 @@ def make_index(coverage: dict[str, float], n: int = 400, seed: int = 0) -> Paral
     available[~available.any(1), 0] = True  # every example exists in some language
     rows = np.full(available.shape, -1)
     rows[available] = np.arange(available.sum())
-    return ParallelIndex(langs, np.array([f"e{i}" for i in range(n)]), rows)
+    chars = np.where(available, rng.lognormal(5, 0.6, available.shape).astype(np.int32) + 1, 0)
+    return ParallelIndex(langs, np.array([f"e{i}" for i in range(n)]), rows, chars)
 
 
 COVERAGE = {"ar": 0.3, "de": 0.9, "en": 1.0, "zh": 0.6}
@@ -44,9 +45,10 @@ def index() -> ParallelIndex:
     return make_index(COVERAGE)
 
 
+@pytest.mark.parametrize("groups", [1, 4])
 @pytest.mark.parametrize("name", SAMPLERS)
-def test_batches_are_well_formed(index, name):
-    sampler = SAMPLERS[name](index, steps_per_epoch=200, seed=1)
+def test_batches_are_well_formed(index, name, groups):
+    sampler = SAMPLERS[name](index, steps_per_epoch=200, seed=1, length_groups=groups)
     lookup = row_to_example_lang(index)
     for batch in sampler:
         assert len(batch) == 8
@@ -86,9 +88,10 @@ def test_epochs_differ_and_epoch_length_is_configurable(index):
     assert len(default) == int((index.rows >= 0).sum()) // 8
 
 
+@pytest.mark.parametrize("groups", [1, 4])
 @pytest.mark.parametrize("name", SAMPLERS)
-def test_resume_continues_with_the_uninterrupted_batches(index, name):
-    make = lambda: SAMPLERS[name](index, steps_per_epoch=20, seed=3)  # noqa: E731
+def test_resume_continues_with_the_uninterrupted_batches(index, name, groups):
+    make = lambda: SAMPLERS[name](index, steps_per_epoch=20, seed=3, length_groups=groups)  # noqa: E731
     full = make()
     full.set_epoch(2)
     uninterrupted = list(full)
@@ -114,10 +117,12 @@ def test_resume_rejects_a_different_seed(index):
         XXSampler(index, 8, seed=2).load_state_dict(state)
 
 
+@pytest.mark.parametrize("groups", [1, 4])
 @pytest.mark.parametrize("name", SAMPLERS)
-def test_ddp_ranks_share_language_and_have_disjoint_examples(index, name):
+def test_ddp_ranks_share_language_and_have_disjoint_examples(index, name, groups):
     world = 2
-    ranks = [SAMPLERS[name](index, steps_per_epoch=50, seed=5, rank=r, world_size=world) for r in range(world)]
+    ranks = [SAMPLERS[name](index, steps_per_epoch=50, seed=5, rank=r, world_size=world, length_groups=groups)
+             for r in range(world)]
     lookup = row_to_example_lang(index)
     for b0, b1 in zip(*ranks):
         q0 = [lookup[q] for q, _ in b0]
@@ -128,6 +133,47 @@ def test_ddp_ranks_share_language_and_have_disjoint_examples(index, name):
         if name != "mixed":  # mixed has no batch language by design
             assert {lang for _, lang in q0} == {lang for _, lang in q1}
             assert {lang for _, lang in p0} == {lang for _, lang in p1}
+
+
+@pytest.mark.parametrize("name", ["xx", "xy", "hybrid"])
+def test_length_groups_cut_one_draw_into_batches_of_similar_length(index, name):
+    grouped = SAMPLERS[name](index, seed=9, length_groups=4)
+    plain = SAMPLERS[name](index, seed=9)
+    assert grouped.groups == 4
+    spread = {"grouped": [], "plain": []}
+    for g in range(50):
+        block = [grouped.batch_at(0, 4 * g + i) for i in range(4)]
+        # one draw: one kind and language (pair), 4 x B distinct examples
+        assert len({(b.kind, int(b.query_langs[0]), int(b.passage_langs[0])) for b in block}) == 1
+        examples = np.concatenate([b.examples for b in block])
+        assert len(set(examples.tolist())) == 4 * 8
+        # cut by length: the batches' length ranges do not overlap
+        ranges = sorted((b.passage_chars(index).min(), b.passage_chars(index).max()) for b in block)
+        assert all(hi <= lo for (_, hi), (lo, _) in zip(ranges, ranges[1:])), ranges
+        for key, batches in (("grouped", block), ("plain", [plain.batch_at(0, 4 * g + i) for i in range(4)])):
+            spread[key] += [b.passage_chars(index).max() / b.passage_chars(index).mean() for b in batches]
+    # padding positions per real position: markedly lower when grouped
+    assert np.mean(spread["grouped"]) < 1 + 0.5 * (np.mean(spread["plain"]) - 1), spread
+
+
+def test_length_groups_keep_language_frequencies(index):
+    s = XXSampler(index, 8, seed=11, length_groups=4)
+    first_of_group = [s.batch_at(0, 4 * g) for g in range(4000)]
+    drawn = Counter(int(b.query_langs[0]) for b in first_of_group)
+    n = np.array([index.counts[lang] for lang in index.languages], dtype=float)
+    assert chisquare([drawn[i] for i in range(len(n))], n / n.sum() * 4000).pvalue > 1e-3
+
+
+def test_length_groups_lowered_to_what_the_smallest_language_fills(index, caplog):
+    s = XXSampler(index, 8, length_groups=1000)
+    assert s.groups == index.counts["ar"] // 8
+    assert "lowered from 1000" in caplog.text
+    assert len(set(s.batch_at(0, 0).examples.tolist())) == 8
+
+
+def test_length_groups_must_be_positive(index):
+    with pytest.raises(ConfigError, match=r"sampler\.length_groups must be >= 1, got 0"):
+        XXSampler(index, 8, length_groups=0)
 
 
 def _draw_kinds(sampler, steps):
