@@ -20,6 +20,7 @@ the pool's memory is what it would be with MiniLM (``--layers 6`` runs the real 
     python benchmarks/eval_speed.py                        # full XQuAD-R, offline MiniLM, CPU
     python benchmarks/eval_speed.py --languages en de es   # a quicker subset
     python benchmarks/eval_speed.py --languages ar en zh --all-settings   # the same table from both
+    python benchmarks/eval_speed.py --padding 2000          # batching by characters vs by tokens
     python benchmarks/eval_speed.py --synthetic-pool 1000000
 """
 
@@ -111,6 +112,25 @@ def sentence_transformers_ir(es, batch_size: int, depth: int, all_settings: bool
     return seconds, at_depth
 
 
+def padding(es, n: int, batch_size: int) -> None:
+    """Positions computed (batch size x longest in batch) and encoding time for ``n`` random pool
+    texts, batched by characters (as sentence-transformers does) versus by token count (ours)."""
+    texts = [es.cand_text[i] for i in np.random.default_rng(0).choice(len(es.cand_text), n, replace=False)]
+    encoder = Encoder(minilm_path(), pooling="mean", query_max_length=128, passage_max_length=128)
+    tokens = encoder.tokenization.lengths(texts, "passage")
+    print(f"{n} random pool texts, {tokens.sum():,} real tokens, batch {batch_size}")
+    by_tokens = encoder.tokenization.lengths
+    by_characters = lambda ts, kind: np.array([len(t) for t in ts])  # noqa: E731
+    for name, sort_key in [("characters", by_characters), ("tokens", by_tokens)]:
+        order = np.argsort(-sort_key(texts, "passage"), kind="stable")
+        positions = sum(tokens[order[s : s + batch_size]].max() * len(order[s : s + batch_size])
+                        for s in range(0, n, batch_size))
+        encoder.tokenization.lengths = sort_key  # encode() orders its batches by this
+        t0 = time.perf_counter()
+        encoder.encode(texts, "passage", batch_size)
+        print(f"batched by {name:10s}: {positions:,} positions computed, encoded in {time.perf_counter() - t0:.1f} s")
+
+
 def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
 
@@ -145,6 +165,7 @@ def run_synthetic_pool(n_passages: int, layers: int, batch_size: int) -> None:
     es = synthetic_pool(n_passages)
     print(f"synthetic pool: {len(es.cand_text):,} passages, {len(es.query_text):,} queries, "
           f"{len(es.languages)} languages; built in {time.perf_counter() - t0:.1f} s, peak RSS {peak_rss_gb():.2f} GB")
+    torch.manual_seed(0)  # the random layers: the same pool and the same figures on every run
     encoder = Encoder(minilm_path(), pooling="mean", passage_max_length=128,
                       random_init=layers < 6, config_overrides={"num_hidden_layers": layers})
     print(f"encoder: MiniLM tokenizer, {layers} transformer layers, {encoder.dim}-d embeddings")
@@ -166,6 +187,8 @@ def main() -> None:
     parser.add_argument("--all-settings", action="store_true",
                         help="give sentence-transformers every pool our run scores (multilingual + each X -> Y), "
                              "one evaluator each, so both produce the same table")
+    parser.add_argument("--padding", type=int, default=None, metavar="N",
+                        help="instead, compare batching N random XQuAD-R pool texts by characters and by tokens")
     parser.add_argument("--synthetic-pool", type=int, default=None, metavar="N",
                         help="instead of XQuAD-R, evaluate a synthetic pool of N passages and print peak RSS")
     parser.add_argument("--layers", type=int, default=0, help="transformer layers for --synthetic-pool (MiniLM has 6)")
@@ -174,6 +197,8 @@ def main() -> None:
         return run_synthetic_pool(args.synthetic_pool, args.layers, args.batch_size)
 
     es = lareqa("xquad_r", args.path, languages=args.languages)
+    if args.padding:
+        return padding(es, args.padding, args.batch_size)
     print(f"XQuAD-R: {len(es.query_text)} queries, {len(es.cand_text)} candidates, languages {es.languages}; "
           f"torch threads {torch.get_num_threads()}, device {'cuda' if torch.cuda.is_available() else 'cpu'}")
     t_ours, r, ours_at_depth = ours(es, args.batch_size, args.st_map_depth, args.all_settings)

@@ -1,18 +1,28 @@
 """Training throughput: our Lightning training step vs sentence-transformers.
 
 Same model (the offline all-MiniLM-L6-v2), the same (query, passage) pairs (X-X batches of the demo
-corpus, or --languages), the same batch size and max length; sentence-transformers runs its
-``SentenceTransformerTrainer`` with ``MultipleNegativesRankingLoss`` (the same in-batch InfoNCE).
+corpus, or --languages, fed to both as the same batches in the same order), the same batch size and
+max length; sentence-transformers runs its ``SentenceTransformerTrainer`` with
+``MultipleNegativesRankingLoss`` (the same in-batch InfoNCE).
 The two alternate for --repeats rounds; each round times --steps optimizer steps after --warmup
 steps. Prints pairs/s and real (non-padding) tokens/s per round, the medians and the ratio.
 
+``--length-groups G`` draws our batches with ``sampler.length_groups=G`` (G steps drawn at once and
+cut into batches of similar length); sentence-transformers then gets the same pairs with the same
+language per batch, cut into batches at random within each group, as a sampler without that
+option would, so the comparison isolates the lever. ``--xquad-r`` trains on XQuAD-R's questions and
+their answer sentences (Wikipedia sentences in 11 languages, a realistic length spread) instead of
+the demo corpus, whose passages are all 1-3 sentences.
+
     python benchmarks/train_throughput.py                          # CPU: 3 rounds x 20 steps, batch 32
+    python benchmarks/train_throughput.py --xquad-r --length-groups 16
     python benchmarks/train_throughput.py --steps 50 --batch-size 64
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -20,17 +30,20 @@ import time
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.data.datamodule import ParallelDataModule  # noqa: E402
 from src.encoder import Encoder, minilm_path  # noqa: E402
+from src.evaluation.evalsets import lareqa  # noqa: E402
 from src.loss import InfoNCELoss  # noqa: E402
 from src.module import BiEncoderModule  # noqa: E402
 from src.samplers import XXSampler  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo" / "train.jsonl"
+XQUAD_R = Path(__file__).resolve().parents[2] / "shared" / "data" / "xquad-r"
 
 
 class StepTimer(L.Callback):
@@ -45,24 +58,53 @@ class StepTimer(L.Callback):
         self.end = time.perf_counter()
 
 
-def batches(args) -> list[list[tuple[str, str]]]:
-    """The (query, passage) pairs of warmup + steps X-X batches, drawn once and used by both."""
+def xquad_r_corpus(path: Path, out: Path) -> Path:
+    """XQuAD-R as parallel training pairs: each question with its answer sentence in its own language."""
+    es = lareqa("xquad_r", str(path))
+    with open(out, "w") as f:
+        for q, (text, lang, qid) in enumerate(zip(es.query_text, es.query_lang, es.query_id)):
+            answer = next(c for c in es.relevant[q] if es.cand_lang[c] == lang)
+            f.write(json.dumps({"id": qid, "lang": lang, "query": text, "positive": es.cand_text[answer]}) + "\n")
+    return out
+
+
+def batches(args) -> tuple[list[list[tuple[str, str]]], int]:
+    """The (query, passage) pairs of warmup + steps X-X batches, drawn once and used by both, and the
+    length groups in use (the sampler lowers them to what the smallest language can fill)."""
     encoder = Encoder(minilm_path(), pooling="mean", query_max_length=args.max_length, passage_max_length=args.max_length)
-    dm = ParallelDataModule(str(args.data), lambda index, b, **kw: XXSampler(index, b, steps_per_epoch=10_000, **kw),
-                            encoder.tokenization, batch_size=args.batch_size, languages=args.languages, seed=0)
+    factory = lambda index, b, **kw: XXSampler(index, b, steps_per_epoch=10_000, length_groups=args.length_groups, **kw)  # noqa: E731
+    dm = ParallelDataModule(str(args.data), factory, encoder.tokenization, batch_size=args.batch_size,
+                            languages=args.languages, seed=0)
     sampler = dm.build_sampler()
     rows = dm.corpus.select_columns(["query", "positive"])
     out = []
     for step in range(args.warmup + args.steps):
         pairs = sampler.batch_at(0, step).pairs(dm.index, 0, args.batch_size)
         out.append([(rows[q]["query"], rows[p]["positive"]) for q, p in pairs])
+    return out, sampler.groups
+
+
+def ungrouped(data: list[list[tuple[str, str]]], groups: int) -> list[list[tuple[str, str]]]:
+    """The same pairs cut into batches at random within each length group (one language each)."""
+    if groups == 1:
+        return data
+    rng, out = np.random.default_rng(0), []
+    for start in range(0, len(data), groups):
+        group = data[start : start + groups]
+        pairs = [pair for b in group for pair in b]
+        order = rng.permutation(len(pairs))
+        out += [[pairs[i] for i in order[k * len(b) : (k + 1) * len(b)]] for k, b in enumerate(group)]
     return out
 
 
-def real_tokens(tokenizer, batch_list, max_length: int) -> int:
-    texts = [t for b in batch_list for pair in b for t in pair]
-    enc = tokenizer(texts, truncation=True, max_length=max_length)
-    return sum(len(ids) for ids in enc["input_ids"])
+def token_counts(tokenizer, batch_list, max_length: int) -> tuple[int, int]:
+    """Real tokens, and positions computed with dynamic padding (queries and passages padded apart)."""
+    real = positions = 0
+    for b in batch_list:
+        for texts in ([q for q, _ in b], [p for _, p in b]):
+            lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
+            real, positions = real + sum(lengths), positions + max(lengths) * len(lengths)
+    return real, positions
 
 
 def run_ours(args, data) -> float:
@@ -92,6 +134,7 @@ def run_ours(args, data) -> float:
 def run_sentence_transformers(args, data) -> float:
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import DefaultBatchSampler
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from transformers import TrainerCallback
 
@@ -107,14 +150,17 @@ def run_sentence_transformers(args, data) -> float:
 
     model = SentenceTransformer(minilm_path(), device="cuda" if torch.cuda.is_available() else "cpu")
     model.max_seq_length = args.max_length
-    pairs = [pair for b in data for pair in b]
+    pairs = [pair for b in ungrouped(data, args.length_groups) for pair in b]
     dataset = Dataset.from_dict({"anchor": [q for q, _ in pairs], "positive": [p for _, p in pairs]})
+    # our batches, in order: its default sampler would shuffle pairs across batches and mix languages
+    in_order = lambda dataset, batch_size, drop_last, **kw: DefaultBatchSampler(  # noqa: E731
+        torch.utils.data.SequentialSampler(dataset), batch_size=batch_size, drop_last=drop_last)
     timer = Timer()
     with tempfile.TemporaryDirectory() as out:
         targs = SentenceTransformerTrainingArguments(
             output_dir=out, per_device_train_batch_size=args.batch_size, max_steps=len(data), learning_rate=2e-5,
             warmup_steps=0.1, max_grad_norm=1.0, logging_steps=10_000, save_strategy="no", report_to=[], seed=0,
-            dataloader_num_workers=0, bf16=torch.cuda.is_available(), use_cpu=not torch.cuda.is_available(),
+            dataloader_num_workers=0, batch_sampler=in_order, bf16=torch.cuda.is_available(), use_cpu=not torch.cuda.is_available(),
         )
         trainer = SentenceTransformerTrainer(model=model, args=targs, train_dataset=dataset,
                                              loss=MultipleNegativesRankingLoss(model, scale=20.0), callbacks=[timer])
@@ -124,7 +170,10 @@ def run_sentence_transformers(args, data) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(DEMO))
+    parser.add_argument("--data", default=str(DEMO), help="a parallel corpus (default: the demo's training part)")
+    parser.add_argument("--xquad-r", nargs="?", const=str(XQUAD_R), default=None, metavar="DIR",
+                        help="train on XQuAD-R questions and answer sentences (LAReQA JSON in DIR)")
+    parser.add_argument("--length-groups", type=int, default=1, help="our sampler.length_groups (see above)")
     parser.add_argument("--languages", nargs="*", default=None)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=128)
@@ -133,14 +182,21 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    data = batches(args)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.xquad_r:
+            args.data = str(xquad_r_corpus(Path(args.xquad_r), Path(tmp) / "xquad_r.jsonl"))
+        data, args.length_groups = batches(args)
     from transformers import AutoTokenizer
 
-    timed = data[args.warmup:]
-    tokens = real_tokens(AutoTokenizer.from_pretrained(minilm_path()), timed, args.max_length)
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    tokens, ours_positions = token_counts(tokenizer, data[args.warmup:], args.max_length)
+    _, st_positions = token_counts(tokenizer, ungrouped(data, args.length_groups)[args.warmup:], args.max_length)
     pairs = args.steps * args.batch_size
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
-    print(f"{pairs} pairs / {tokens} real tokens timed per round, batch {args.batch_size}, max length {args.max_length}, {device}")
+    print(f"{'XQuAD-R' if args.xquad_r else args.data}: {pairs} pairs / {tokens} real tokens timed per round, "
+          f"batch {args.batch_size}, max length {args.max_length}, length groups {args.length_groups}, {device}")
+    print(f"real tokens per computed position: ours {tokens / ours_positions:.0%}, "
+          f"sentence-transformers {tokens / st_positions:.0%}")
     results: dict[str, list[float]] = {"ours": [], "sentence-transformers": []}
     for r in range(args.repeats):
         for name, fn in (("ours", run_ours), ("sentence-transformers", run_sentence_transformers)):

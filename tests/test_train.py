@@ -68,8 +68,10 @@ def read_losses(run_dir: Path) -> dict[int, float]:
         return {int(r["step"]): float(r["train/loss"]) for r in csv.DictReader(fh) if r.get("train/loss")}
 
 
-def test_resume_mid_epoch_reproduces_uninterrupted_run(corpus, tmp_path, monkeypatch):
+@pytest.mark.parametrize("length_groups", [1, 3])  # 3: the resume at step 4 falls inside a length group
+def test_resume_mid_epoch_reproduces_uninterrupted_run(corpus, tmp_path, monkeypatch, length_groups):
     common = base_overrides(corpus) + [
+        f"sampler.length_groups={length_groups}",
         "logger=csv",
         "trainer.log_every_n_steps=1",
         "trainer.max_steps=8",
