@@ -1,0 +1,45 @@
+"""The benchmark scripts' own arithmetic: what their printed figures are computed from."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import gpu_throughput  # noqa: E402
+import train_throughput  # noqa: E402
+
+
+def test_mfu_numerator_is_the_step_flops_of_a_bert():
+    """FlopCounterMode on our step equals the analytic count for BERT: every matmul of the forward
+    (Q, K, V, output and the two FFN projections per token and layer; QK^T and AV per sequence; the
+    in-batch score matrix) once forward and twice backward."""
+    batch, length, hidden, inter, layers = 4, 16, 32, 64, 2  # conf/model/tiny.yaml
+    encoder = gpu_throughput.load_encoder("tiny", length, torch.device("cpu"))
+    tokens = 2 * batch * length  # queries and passages
+    linear = layers * tokens * 2 * (4 * hidden * hidden + 2 * hidden * inter)
+    attention = layers * 2 * batch * 2 * (2 * length * length * hidden)
+    scores = 2 * batch * batch * hidden
+    assert gpu_throughput.Step(encoder, batch, length, torch.device("cpu")).flops() == 3 * (linear + attention + scores)
+
+
+@pytest.mark.parametrize("name, peak", [("NVIDIA H100 80GB HBM3", 989.0), ("NVIDIA H100 PCIe", 756.0),
+                                        ("NVIDIA H200", 989.0), ("NVIDIA A100-SXM4-80GB", 312.0), ("NVIDIA T4", None)])
+def test_peak_flops_by_gpu_name(name, peak):
+    assert gpu_throughput.peak_tflops(name) == peak
+
+
+def test_ungrouped_keeps_each_groups_pairs_and_batch_sizes():
+    """sentence-transformers gets the same pairs as our length-grouped batches, re-cut at random
+    within each group (a partial last group included)."""
+    data = [[(f"q{g}-{b}-{i}", f"p{g}-{b}-{i}") for i in range(4)] for g in range(3) for b in range(3)][:8]
+    cut = train_throughput.ungrouped(data, 3)
+    assert [len(b) for b in cut] == [len(b) for b in data]
+    for start in range(0, len(data), 3):
+        assert sorted(p for b in cut[start : start + 3] for p in b) == sorted(p for b in data[start : start + 3] for p in b)
+    assert cut != data
+    assert train_throughput.ungrouped(data, 1) is data
