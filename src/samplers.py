@@ -27,15 +27,19 @@ Invariants (each tested in ``tests/test_samplers.py``):
 
 Length grouping (``sampler.length_groups=G``, off at 1): less padding, so faster steps. G
 consecutive steps are drawn together as one batch of G x B distinct examples (one draw of the
-language or pair, as above), sorted by passage length, cut into G batches of similar length and
-handed out in a random order. Each batch on its own is still distributed as above; consecutive
-steps share their language or pair within a group. Lengths are passage characters, which order
-texts like token counts do within one language (an X-X or X-Y batch's passages are all in one).
+language or pair, as above) and cut into G batches of similar lengths, handed out in a random
+order. Queries and passages are padded apart, so both lengths count: the G x B examples are sorted
+by passage length into strata of k batches (k the largest divisor of G up to sqrt(G)), and each
+stratum by query length into its k batches. Each batch on its own is still distributed as above;
+consecutive steps share their language or pair within a group. Lengths are characters, which order
+texts like token counts do within one language (all queries of an X-X or X-Y batch are in one
+language, and all its passages).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -71,12 +75,14 @@ class Batch:
         return replace(self, examples=self.examples[positions], query_langs=self.query_langs[positions],
                        passage_langs=self.passage_langs[positions])
 
-    def passage_chars(self, index: ParallelIndex) -> np.ndarray:
+    def chars(self, index: ParallelIndex) -> tuple[np.ndarray, np.ndarray]:
+        """Character lengths of each pair's query and passage."""
         index = self.source or index
-        if index.passage_chars is None:
-            raise ConfigError("sampler.length_groups > 1 needs passage lengths: build the index with "
+        if index.query_chars is None or index.passage_chars is None:
+            raise ConfigError("sampler.length_groups > 1 needs text lengths: build the index with "
                               "ParallelIndex.from_dataset")
-        return index.passage_chars[self.examples, self.passage_langs]
+        return (index.query_chars[self.examples, self.query_langs],
+                index.passage_chars[self.examples, self.passage_langs])
 
 
 class ParallelBatchSampler(Sampler[list[tuple[int, int]]]):
@@ -90,8 +96,8 @@ class ParallelBatchSampler(Sampler[list[tuple[int, int]]]):
         rank, world_size: DDP position; all ranks must pass the same other arguments.
         languages: restrict to these languages (default: all in the data).
         temperature: t in p ∝ n ** t; 1 samples in proportion to data size, 0 uniformly.
-        length_groups: G > 1 draws G steps together and cuts them into batches of similar passage
-            length (see the module docstring); lowered, with a warning, to what the smallest
+        length_groups: G > 1 draws G steps together and cuts them into batches of similar query and
+            passage lengths (see the module docstring); lowered, with a warning, to what the smallest
             language or pair can fill with distinct examples.
     """
 
@@ -157,8 +163,13 @@ class ParallelBatchSampler(Sampler[list[tuple[int, int]]]):
         group, position = divmod(step, self.groups)
         rng = np.random.default_rng([self.seed, epoch, group, self.groups])
         drawn = self.draw(rng, self.groups * self.global_batch)
-        by_length = np.argsort(drawn.passage_chars(self.index), kind="stable").reshape(self.groups, self.global_batch)
-        return drawn.take(by_length[rng.permutation(self.groups)[position]])
+        query_chars, passage_chars = drawn.chars(self.index)
+        # queries and passages are padded apart: strata of similar passages, cut by query length
+        per_stratum = max(d for d in range(1, math.isqrt(self.groups) + 1) if self.groups % d == 0)
+        strata = np.argsort(passage_chars, kind="stable").reshape(-1, per_stratum * self.global_batch)
+        strata = np.take_along_axis(strata, np.argsort(query_chars[strata], axis=1, kind="stable"), axis=1)
+        batches = strata.reshape(self.groups, self.global_batch)
+        return drawn.take(batches[rng.permutation(self.groups)[position]])
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         start, self._start_step = self._start_step, 0

@@ -67,6 +67,7 @@ def test_index_counts_match_the_rows(tmp_path, rows):
             assert (r >= 0) == (ex_id in by_lang[lang])
             if r >= 0:
                 assert (ds[int(r)]["id"], ds[int(r)]["lang"]) == (ex_id, lang)
+                assert index.query_chars[e, li] == len(ds[int(r)]["query"])
                 assert index.passage_chars[e, li] == len(ds[int(r)]["positive"])
     view = ds.select(range(len(ds) - 1, -1, -2))  # a reordered view follows its own row numbers
     vindex = ParallelIndex.from_dataset(view)
@@ -75,7 +76,7 @@ def test_index_counts_match_the_rows(tmp_path, rows):
             if vindex.rows[e, li] >= 0:
                 row = view[int(vindex.rows[e, li])]
                 assert (row["id"], row["lang"]) == (ex_id, lang)
-                assert vindex.passage_chars[e, li] == len(row["positive"])
+                assert (vindex.query_chars[e, li], vindex.passage_chars[e, li]) == (len(row["query"]), len(row["positive"]))
 
 
 def test_language_filter(tmp_path, rows):

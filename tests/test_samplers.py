@@ -21,8 +21,8 @@ def make_index(coverage: dict[str, float], n: int = 400, seed: int = 0) -> Paral
     available[~available.any(1), 0] = True  # every example exists in some language
     rows = np.full(available.shape, -1)
     rows[available] = np.arange(available.sum())
-    chars = np.where(available, rng.lognormal(5, 0.6, available.shape).astype(np.int32) + 1, 0)
-    return ParallelIndex(langs, np.array([f"e{i}" for i in range(n)]), rows, chars)
+    chars = [np.where(available, (rng.lognormal(mean, 0.6, available.shape) * 100).astype(np.int32), 0) for mean in (3, 5)]
+    return ParallelIndex(langs, np.array([f"e{i}" for i in range(n)]), rows, query_chars=chars[0], passage_chars=chars[1])
 
 
 COVERAGE = {"ar": 0.3, "de": 0.9, "en": 1.0, "zh": 0.6}
@@ -40,9 +40,12 @@ def row_to_example_lang(index: ParallelIndex) -> dict[int, tuple[int, int]]:
     return {int(index.rows[i, j]): (int(i), int(j)) for i, j in zip(e, lang)}
 
 
+INDEX = make_index(COVERAGE)
+
+
 @pytest.fixture(scope="module")
 def index() -> ParallelIndex:
-    return make_index(COVERAGE)
+    return INDEX
 
 
 @pytest.mark.parametrize("groups", [1, 4])
@@ -135,25 +138,39 @@ def test_ddp_ranks_share_language_and_have_disjoint_examples(index, name, groups
             assert {lang for _, lang in p0} == {lang for _, lang in p1}
 
 
+def _spans(batches, part: int) -> list[tuple[int, int]]:
+    """(min, max) length of the queries (part 0) or passages (part 1) of each batch, sorted."""
+    return sorted((int(b.chars(INDEX)[part].min()), int(b.chars(INDEX)[part].max())) for b in batches)
+
+
+def _disjoint(spans) -> bool:
+    return all(hi <= lo for (_, hi), (lo, _) in zip(spans, spans[1:]))
+
+
 @pytest.mark.parametrize("name", ["xx", "xy", "hybrid"])
-def test_length_groups_cut_one_draw_into_batches_of_similar_length(index, name):
+def test_length_groups_cut_one_draw_into_batches_of_similar_lengths(index, name):
+    # G = 4: two strata by passage length, each cut by query length into two batches
     grouped = SAMPLERS[name](index, seed=9, length_groups=4)
     plain = SAMPLERS[name](index, seed=9)
     assert grouped.groups == 4
-    spread = {"grouped": [], "plain": []}
+    real_share = {"grouped": [], "plain": []}
     for g in range(50):
         block = [grouped.batch_at(0, 4 * g + i) for i in range(4)]
         # one draw: one kind and language (pair), 4 x B distinct examples
         assert len({(b.kind, int(b.query_langs[0]), int(b.passage_langs[0])) for b in block}) == 1
         examples = np.concatenate([b.examples for b in block])
         assert len(set(examples.tolist())) == 4 * 8
-        # cut by length: the batches' length ranges do not overlap
-        ranges = sorted((b.passage_chars(index).min(), b.passage_chars(index).max()) for b in block)
-        assert all(hi <= lo for (_, hi), (lo, _) in zip(ranges, ranges[1:])), ranges
+        by_passage = sorted(block, key=lambda b: b.chars(index)[1].min())
+        strata = [by_passage[:2], by_passage[2:]]
+        assert _disjoint([(min(lo for lo, _ in _spans(s, 1)), max(hi for _, hi in _spans(s, 1))) for s in strata])
+        assert all(_disjoint(_spans(s, 0)) for s in strata)
         for key, batches in (("grouped", block), ("plain", [plain.batch_at(0, 4 * g + i) for i in range(4)])):
-            spread[key] += [b.passage_chars(index).max() / b.passage_chars(index).mean() for b in batches]
-    # padding positions per real position: markedly lower when grouped
-    assert np.mean(spread["grouped"]) < 1 + 0.5 * (np.mean(spread["plain"]) - 1), spread
+            for b in batches:
+                q, p = b.chars(index)
+                real_share[key].append((q.sum() + p.sum()) / (len(q) * (q.max() + p.max())))
+    # the share of computed positions that are real text: markedly higher when grouped
+    grouped_share, plain_share = np.mean(real_share["grouped"]), np.mean(real_share["plain"])
+    assert grouped_share > plain_share + 0.2 * (1 - plain_share), (grouped_share, plain_share)
 
 
 def test_length_groups_keep_language_frequencies(index):

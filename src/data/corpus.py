@@ -217,29 +217,34 @@ class ParallelIndex:
     """Which example exists in which language, and at which row of the corpus.
 
     ``rows[e, l]`` is the corpus row of example ``e`` in language ``languages[l]``, or -1;
-    ``passage_chars[e, l]`` the character length of its positive passage there (for samplers that
-    group batches by length; None when built by hand). Built from the ``id``, ``lang`` and passage
-    length columns only, so it stays small for large corpora.
+    ``query_chars[e, l]`` and ``passage_chars[e, l]`` the character lengths of its query and positive
+    passage there (for samplers that group batches by length; None when built by hand). Built from
+    the ``id`` and ``lang`` columns and the text lengths only, so it stays small for large corpora.
     """
 
     languages: list[str]
     example_ids: np.ndarray
     rows: np.ndarray
+    query_chars: np.ndarray | None = None
     passage_chars: np.ndarray | None = None
 
     @classmethod
     def from_dataset(cls, ds: datasets.Dataset) -> ParallelIndex:
         full = ds.data.table
-        table = full.select(["id", "lang"]).append_column("chars", pc.utf8_length(full.column("positive")))
+        table = full.select(["id", "lang"])
+        for column in ("query", "positive"):
+            table = table.append_column(f"{column}_chars", pc.utf8_length(full.column(column)))
         if ds._indices is not None:  # a .select()/.filter() view: follow its row mapping
             table = table.take(ds._indices.column(0))
         ex_codes, example_ids = pd.factorize(table.column("id").to_numpy(zero_copy_only=False))
         lang_codes, languages = pd.factorize(table.column("lang").to_numpy(zero_copy_only=False), sort=True)
         rows = np.full((len(example_ids), len(languages)), -1, dtype=np.int64)
         rows[ex_codes, lang_codes] = np.arange(len(ex_codes))
-        chars = np.zeros(rows.shape, dtype=np.int32)
-        chars[ex_codes, lang_codes] = table.column("chars").to_numpy()
-        return cls(list(languages), np.asarray(example_ids), rows, chars)
+        chars = {}
+        for column in ("query", "positive"):
+            chars[column] = np.zeros(rows.shape, dtype=np.int32)
+            chars[column][ex_codes, lang_codes] = table.column(f"{column}_chars").to_numpy()
+        return cls(list(languages), np.asarray(example_ids), rows, chars["query"], chars["positive"])
 
     @cached_property
     def available(self) -> np.ndarray:
