@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from src.loss import InfoNCELoss  # noqa: E402
+from src.module import adamw  # noqa: E402
 from src.pipeline import instantiate  # noqa: E402  (also registers the config resolvers)
 
 # dense (no sparsity) bf16 tensor-core peaks from NVIDIA's data sheets, TFLOP/s; other GPUs: --peak-tflops.
@@ -63,8 +64,7 @@ class Step:
     def __init__(self, encoder, batch_size: int, max_length: int, device: torch.device) -> None:
         self.encoder, self.device = encoder.train(), device
         self.loss = InfoNCELoss(temperature=0.05).to(device)
-        fused = device.type in ("cuda", "cpu")
-        self.optimizer = torch.optim.AdamW(encoder.parameters(), lr=2e-5, fused=fused)
+        self.optimizer = adamw(encoder, lr=2e-5, weight_decay=0.01)  # as training builds it
         vocab = encoder.model.config.vocab_size
         self.inputs = [
             {"input_ids": torch.randint(1000, vocab, (batch_size, max_length), device=device),

@@ -26,6 +26,19 @@ from src.grad_cache import grad_cache_step
 from src.loss import InfoNCELoss
 
 
+def adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW without weight decay on biases and norms, fused where PyTorch has the kernel."""
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for n, p in named if not n.endswith(no_decay)], "weight_decay": weight_decay},
+        {"params": [p for n, p in named if n.endswith(no_decay)], "weight_decay": 0.0},
+    ]
+    # one fused kernel over all parameters instead of a Python loop of per-tensor ops (CPU and CUDA)
+    fused = named[0][1].device.type in ("cuda", "cpu")
+    return torch.optim.AdamW(groups, lr=lr, fused=fused)
+
+
 class BiEncoderModule(L.LightningModule):
     """Args:
     encoder: the shared query/passage encoder.
@@ -143,15 +156,7 @@ class BiEncoderModule(L.LightningModule):
         self.log_dict(shares, batch_size=len(batch["query_lang"]))
 
     def configure_optimizers(self):
-        no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
-        named = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
-        groups = [
-            {"params": [p for n, p in named if not n.endswith(no_decay)], "weight_decay": self.weight_decay},
-            {"params": [p for n, p in named if n.endswith(no_decay)], "weight_decay": 0.0},
-        ]
-        # one fused kernel over all parameters instead of a Python loop of per-tensor ops (CPU and CUDA)
-        fused = self.device.type in ("cuda", "cpu")
-        optimizer = torch.optim.AdamW(groups, lr=self.lr, fused=fused)
+        optimizer = adamw(self, self.lr, self.weight_decay)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = get_linear_schedule_with_warmup(optimizer, int(self.warmup_ratio * total), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

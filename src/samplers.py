@@ -161,6 +161,15 @@ class ParallelBatchSampler(Sampler[list[tuple[int, int]]]):
         if self.groups == 1:
             return self.draw(np.random.default_rng([self.seed, epoch, step]), self.global_batch)
         group, position = divmod(step, self.groups)
+        return self._length_group(epoch, group)[position]
+
+    def _length_group(self, epoch: int, group: int) -> list[Batch]:
+        """The batches of one length group, in the order they are handed out. The steps of a group
+        come one after another, so the last group is kept rather than drawn again for each."""
+        key = (epoch, group)
+        cached = getattr(self, "_last_group", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
         rng = np.random.default_rng([self.seed, epoch, group, self.groups])
         drawn = self.draw(rng, self.groups * self.global_batch)
         query_chars, passage_chars = drawn.chars(self.index)
@@ -168,8 +177,9 @@ class ParallelBatchSampler(Sampler[list[tuple[int, int]]]):
         per_stratum = max(d for d in range(1, math.isqrt(self.groups) + 1) if self.groups % d == 0)
         strata = np.argsort(passage_chars, kind="stable").reshape(-1, per_stratum * self.global_batch)
         strata = np.take_along_axis(strata, np.argsort(query_chars[strata], axis=1, kind="stable"), axis=1)
-        batches = strata.reshape(self.groups, self.global_batch)
-        return drawn.take(batches[rng.permutation(self.groups)[position]])
+        batches = strata.reshape(self.groups, self.global_batch)[rng.permutation(self.groups)]
+        self._last_group = (key, [drawn.take(b) for b in batches])
+        return self._last_group[1]
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         start, self._start_step = self._start_step, 0

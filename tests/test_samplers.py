@@ -40,12 +40,9 @@ def row_to_example_lang(index: ParallelIndex) -> dict[int, tuple[int, int]]:
     return {int(index.rows[i, j]): (int(i), int(j)) for i, j in zip(e, lang)}
 
 
-INDEX = make_index(COVERAGE)
-
-
 @pytest.fixture(scope="module")
 def index() -> ParallelIndex:
-    return INDEX
+    return make_index(COVERAGE)
 
 
 @pytest.mark.parametrize("groups", [1, 4])
@@ -138,9 +135,9 @@ def test_ddp_ranks_share_language_and_have_disjoint_examples(index, name, groups
             assert {lang for _, lang in p0} == {lang for _, lang in p1}
 
 
-def _spans(batches, part: int) -> list[tuple[int, int]]:
+def _spans(batches, part: int, index) -> list[tuple[int, int]]:
     """(min, max) length of the queries (part 0) or passages (part 1) of each batch, sorted."""
-    return sorted((int(b.chars(INDEX)[part].min()), int(b.chars(INDEX)[part].max())) for b in batches)
+    return sorted((int(b.chars(index)[part].min()), int(b.chars(index)[part].max())) for b in batches)
 
 
 def _disjoint(spans) -> bool:
@@ -162,8 +159,9 @@ def test_length_groups_cut_one_draw_into_batches_of_similar_lengths(index, name)
         assert len(set(examples.tolist())) == 4 * 8
         by_passage = sorted(block, key=lambda b: b.chars(index)[1].min())
         strata = [by_passage[:2], by_passage[2:]]
-        assert _disjoint([(min(lo for lo, _ in _spans(s, 1)), max(hi for _, hi in _spans(s, 1))) for s in strata])
-        assert all(_disjoint(_spans(s, 0)) for s in strata)
+        passage_spans = [_spans(s, 1, index) for s in strata]
+        assert _disjoint([(min(lo for lo, _ in sp), max(hi for _, hi in sp)) for sp in passage_spans])
+        assert all(_disjoint(_spans(s, 0, index)) for s in strata)
         for key, batches in (("grouped", block), ("plain", [plain.batch_at(0, 4 * g + i) for i in range(4)])):
             for b in batches:
                 q, p = b.chars(index)
