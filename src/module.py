@@ -26,8 +26,8 @@ from src.grad_cache import grad_cache_step
 from src.loss import InfoNCELoss
 
 
-def adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW without weight decay on biases and norms, fused where PyTorch has the kernel."""
+def adamw(model: torch.nn.Module, lr: float, weight_decay: float, fused: bool = True) -> torch.optim.AdamW:
+    """AdamW without weight decay on biases and norms, fused (if ``fused``) where PyTorch has the kernel."""
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     groups = [
@@ -35,7 +35,7 @@ def adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim
         {"params": [p for n, p in named if n.endswith(no_decay)], "weight_decay": 0.0},
     ]
     # one fused kernel over all parameters instead of a Python loop of per-tensor ops (CPU and CUDA)
-    fused = named[0][1].device.type in ("cuda", "cpu")
+    fused = fused and named[0][1].device.type in ("cuda", "cpu")
     return torch.optim.AdamW(groups, lr=lr, fused=fused)
 
 
@@ -132,7 +132,7 @@ class BiEncoderModule(L.LightningModule):
                     torch.distributed.all_reduce(param.grad)
                     param.grad /= self.trainer.world_size
         if self.gradient_clip_val:
-            self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm")
+            self.configure_gradient_clipping(optimizer, self.gradient_clip_val, "norm")
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
@@ -155,8 +155,25 @@ class BiEncoderModule(L.LightningModule):
         }
         self.log_dict(shares, batch_size=len(batch["query_lang"]))
 
+    def _loss_scaler(self) -> Any:
+        """fp16's GradScaler, if training runs under ``16-mixed`` (bf16 and fp32 have none)."""
+        return getattr(self.trainer.precision_plugin, "scaler", None) if self.trainer is not None else None
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        # Lightning's AMP plugin refuses to clip for an optimizer that unscales internally (fused
+        # AdamW) even under bf16-mixed, where there is no loss scale to undo: without a scaler the
+        # gradients are already true, so clip them here. With fp16's scaler, Lightning unscales first
+        # (configure_optimizers then builds an unfused AdamW).
+        if not gradient_clip_val or self._loss_scaler() is not None:
+            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        if gradient_clip_algorithm == "value":
+            torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
+        else:
+            torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
+
     def configure_optimizers(self):
-        optimizer = adamw(self, self.lr, self.weight_decay)
+        optimizer = adamw(self, self.lr, self.weight_decay, fused=self._loss_scaler() is None)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = get_linear_schedule_with_warmup(optimizer, int(self.warmup_ratio * total), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
