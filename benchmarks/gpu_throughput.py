@@ -11,10 +11,12 @@ The FLOPs of one step are counted on the real step by ``torch.utils.flop_counter
 
 tokens/s counts queries and passages (2 x batch x length per step); the peak comes from the table
 below (by GPU name) or ``--peak-tflops``. The model is any ``model`` config of ``conf/model``
-(default ``labse``; hub models need the network or a local cache). ``tests/test_benchmarks.py``
+(default ``labse``; hub models need the network or a local cache; ``labse_random`` is LaBSE's
+architecture with random weights, offline, and costs the same per step). ``tests/test_benchmarks.py``
 checks the FLOP count against the analytic count for BERT.
 
     python benchmarks/gpu_throughput.py                                # LaBSE at 128 and 256 tokens
+    python benchmarks/gpu_throughput.py --model labse_random           # the same, without the hub
     python benchmarks/gpu_throughput.py --model xlmr --max-length 512
     python benchmarks/gpu_throughput.py --model minilm --batch-size 8 --steps 2 --warmup 1   # CPU smoke run
 """
@@ -148,6 +150,8 @@ def main() -> None:
           f"peak {f'{peak:.0f} TFLOP/s' if peak else 'unknown (--peak-tflops)'}")
     for max_length in args.max_length:
         encoder = load_encoder(args.model, max_length, device)
+        if max_length == args.max_length[0]:
+            print(f"{sum(p.numel() for p in encoder.parameters()):,} parameters")
         batch = args.batch_size or largest_batch(encoder, max_length, device, args.max_batch)
         r = measure(encoder, batch, max_length, device, args.warmup, args.steps)
         mfu = f"MFU {r['tflops'] / peak:.1%}" if peak else "MFU n/a"

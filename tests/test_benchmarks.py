@@ -27,6 +27,21 @@ def test_mfu_numerator_is_the_step_flops_of_a_bert():
     assert gpu_throughput.Step(encoder, batch, length, torch.device("cpu")).flops() == 3 * (linear + attention + scores)
 
 
+def test_labse_random_is_labse_sized():
+    """model=labse_random (what the GPU figures are measured on offline) has LaBSE's published
+    parameter count, 470,926,848: BERT-base layers, a 501,153-token vocabulary and the pooler head.
+    Built on the meta device: shapes only, no memory."""
+    with torch.device("meta"):
+        encoder = gpu_throughput.load_encoder("labse_random", 128, torch.device("meta"))
+    hidden, inter, layers, vocab = 768, 3072, 12, 501_153
+    embeddings = (vocab + 512 + 2) * hidden + 2 * hidden  # words, positions, token types; LayerNorm
+    layer = 4 * (hidden * hidden + hidden) + (hidden * inter + inter) + (inter * hidden + hidden) + 2 * 2 * hidden
+    pooler = hidden * hidden + hidden
+    assert embeddings + layers * layer + pooler == 470_926_848
+    assert sum(p.numel() for p in encoder.parameters()) == 470_926_848
+    assert encoder.pooling == "pooler"
+
+
 @pytest.mark.parametrize("name, peak", [("NVIDIA H100 80GB HBM3", 989.0), ("NVIDIA H100 PCIe", 756.0),
                                         ("NVIDIA H200", 989.0), ("NVIDIA A100-SXM4-80GB", 312.0), ("NVIDIA T4", None)])
 def test_peak_flops_by_gpu_name(name, peak):
