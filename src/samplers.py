@@ -29,8 +29,8 @@ Length grouping (``sampler.length_groups=G``, off at 1): less padding, so faster
 consecutive steps are drawn together as one batch of G x B distinct examples (one draw of the
 language or pair, as above) and cut into G batches of similar lengths, handed out in a random
 order. Queries and passages are padded apart, so both lengths count: the G x B examples are sorted
-by passage length into strata of k batches (k the largest divisor of G up to sqrt(G)), and each
-stratum by query length into its k batches. Each batch on its own is still distributed as above;
+by passage length into strata of k = isqrt(G) batches (the last one shorter if k does not divide
+G), and each stratum by query length into its batches. Each batch on its own is still distributed as above;
 consecutive steps share their language or pair within a group. Lengths are characters, which order
 texts like token counts do within one language (all queries of an X-X or X-Y batch are in one
 language, and all its passages).
@@ -173,11 +173,13 @@ class ParallelBatchSampler(Sampler[list[tuple[int, int]]]):
         rng = np.random.default_rng([self.seed, epoch, group, self.groups])
         drawn = self.draw(rng, self.groups * self.global_batch)
         query_chars, passage_chars = drawn.chars(self.index)
-        # queries and passages are padded apart: strata of similar passages, cut by query length
-        per_stratum = max(d for d in range(1, math.isqrt(self.groups) + 1) if self.groups % d == 0)
-        strata = np.argsort(passage_chars, kind="stable").reshape(-1, per_stratum * self.global_batch)
-        strata = np.take_along_axis(strata, np.argsort(query_chars[strata], axis=1, kind="stable"), axis=1)
-        batches = strata.reshape(self.groups, self.global_batch)[rng.permutation(self.groups)]
+        # queries and passages are padded apart: strata of similar passages, each cut by query length
+        # (isqrt(G) batches per stratum, the last one short when isqrt(G) does not divide G)
+        size = math.isqrt(self.groups) * self.global_batch
+        order = np.argsort(passage_chars, kind="stable")
+        strata = np.split(order, range(size, len(order), size))
+        order = np.concatenate([s[np.argsort(query_chars[s], kind="stable")] for s in strata])
+        batches = order.reshape(self.groups, self.global_batch)[rng.permutation(self.groups)]
         self._last_group = (key, [drawn.take(b) for b in batches])
         return self._last_group[1]
 

@@ -145,24 +145,26 @@ def _disjoint(spans) -> bool:
 
 
 @pytest.mark.parametrize("name", ["xx", "xy", "hybrid"])
-def test_length_groups_cut_one_draw_into_batches_of_similar_lengths(index, name):
-    # G = 4: two strata by passage length, each cut by query length into two batches
-    grouped = SAMPLERS[name](index, seed=9, length_groups=4)
+@pytest.mark.parametrize("groups", [4, 5])
+def test_length_groups_cut_one_draw_into_batches_of_similar_lengths(index, name, groups):
+    # G = 4: two strata of two batches by passage length, each cut by query length into its batches;
+    # G = 5: strata of isqrt(5) = 2, 2 and 1 batches
+    grouped = SAMPLERS[name](index, seed=9, length_groups=groups)
     plain = SAMPLERS[name](index, seed=9)
-    assert grouped.groups == 4
+    assert grouped.groups == groups
     real_share = {"grouped": [], "plain": []}
     for g in range(50):
-        block = [grouped.batch_at(0, 4 * g + i) for i in range(4)]
-        # one draw: one kind and language (pair), 4 x B distinct examples
+        block = [grouped.batch_at(0, groups * g + i) for i in range(groups)]
+        # one draw: one kind and language (pair), G x B distinct examples
         assert len({(b.kind, int(b.query_langs[0]), int(b.passage_langs[0])) for b in block}) == 1
         examples = np.concatenate([b.examples for b in block])
-        assert len(set(examples.tolist())) == 4 * 8
+        assert len(set(examples.tolist())) == groups * 8
         by_passage = sorted(block, key=lambda b: b.chars(index)[1].min())
-        strata = [by_passage[:2], by_passage[2:]]
+        strata = [by_passage[:2], by_passage[2:4], by_passage[4:]][: (groups + 1) // 2]
         passage_spans = [_spans(s, 1, index) for s in strata]
         assert _disjoint([(min(lo for lo, _ in sp), max(hi for _, hi in sp)) for sp in passage_spans])
         assert all(_disjoint(_spans(s, 0, index)) for s in strata)
-        for key, batches in (("grouped", block), ("plain", [plain.batch_at(0, 4 * g + i) for i in range(4)])):
+        for key, batches in (("grouped", block), ("plain", [plain.batch_at(0, groups * g + i) for i in range(groups)])):
             for b in batches:
                 q, p = b.chars(index)
                 real_share[key].append((q.sum() + p.sum()) / (len(q) * (q.max() + p.max())))
