@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 LOG=${1:-gpu-checks}
 mkdir -p "$LOG"
 export HF_HUB_OFFLINE=1 WANDB_MODE=offline TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
-python -c "import torch; assert torch.cuda.is_available(), 'no CUDA device visible'; print(torch.__version__, torch.cuda.get_device_name())" || exit 1
+PY=${PYTHON:-python3}   # the interpreter that has the requirements
+$PY -c "import torch; assert torch.cuda.is_available(), 'no CUDA device visible'; print(torch.__version__, torch.cuda.get_device_name())" || exit 1
 
 step() {  # step NAME COMMAND...: run, keep the log, print its last lines and the exit status
     local name=$1; shift
@@ -20,13 +21,13 @@ step() {  # step NAME COMMAND...: run, keep the log, print its last lines and th
 }
 
 # LaBSE-sized step: tokens/s and MFU with the largest batch, 128 and 256 tokens
-step gpu_throughput python benchmarks/gpu_throughput.py --model labse_random
+step gpu_throughput $PY benchmarks/gpu_throughput.py --model labse_random
 # bf16-mixed training end to end on MiniLM (compare with the CPU demo table)
-step train_hybrid python train.py experiment=demo sampler=hybrid logger=csv hydra.run.dir="$LOG/train_hybrid"
+step train_hybrid $PY train.py experiment=demo sampler=hybrid logger=csv hydra.run.dir="$LOG/train_hybrid"
 # DDP (NCCL) on the visible GPUs with GradCache, bf16
-step train_ddp python train.py experiment=demo sampler=hybrid logger=none trainer=ddp trainer.max_steps=30 \
+step train_ddp $PY train.py experiment=demo sampler=hybrid logger=none trainer=ddp trainer.max_steps=30 \
     optim.grad_cache_chunk_size=8 hydra.run.dir="$LOG/train_ddp"
 # our training step against sentence-transformers, both bf16
-step train_throughput python benchmarks/train_throughput.py --batch-size 64 --steps 60 --warmup 10 --repeats 3
+step train_throughput $PY benchmarks/train_throughput.py --batch-size 64 --steps 60 --warmup 10 --repeats 3
 # the default test suite with the GPU visible (accelerator=auto picks it)
-TAIL=5 step pytest python -m pytest -q -m "not slow" -p no:cacheprovider
+TAIL=5 step pytest $PY -m pytest -q -m "not slow" -p no:cacheprovider
