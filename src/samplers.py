@@ -30,10 +30,10 @@ consecutive steps are drawn together as one batch of G x B distinct examples (on
 language or pair, as above) and cut into G batches of similar lengths, handed out in a random
 order. Queries and passages are padded apart, so both lengths count: the G x B examples are sorted
 by passage length into strata of k = isqrt(G) batches (the last one shorter if k does not divide
-G), and each stratum by query length into its batches. Each batch on its own is still distributed as above;
-consecutive steps share their language or pair within a group. Lengths are characters, which order
-texts like token counts do within one language (all queries of an X-X or X-Y batch are in one
-language, and all its passages).
+G), and each stratum by query length into its batches. Each batch on its own is still distributed
+as above; consecutive steps share their language or pair within a group. Lengths are characters,
+which order texts like token counts do within one language (all queries of an X-X or X-Y batch are
+in one language, and all its passages).
 """
 
 from __future__ import annotations
