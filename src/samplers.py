@@ -141,6 +141,7 @@ class ParallelBatchSampler(Sampler[list[tuple[int, int]]]):
             raise ConfigError(f"sampler.steps_per_epoch must be >= 1, got {steps_per_epoch}")
         self.epoch = 0
         self._start_step = 0  # set by load_state_dict for a mid-epoch resume
+        self._last_group: tuple[tuple[int, int], list[Batch]] | None = None  # ((epoch, group), its batches)
 
     # -- to implement -------------------------------------------------------------------
     def draw(self, rng: np.random.Generator, size: int) -> Batch:
@@ -167,9 +168,8 @@ class ParallelBatchSampler(Sampler[list[tuple[int, int]]]):
         """The batches of one length group, in the order they are handed out. The steps of a group
         come one after another, so the last group is kept rather than drawn again for each."""
         key = (epoch, group)
-        cached = getattr(self, "_last_group", None)
-        if cached is not None and cached[0] == key:
-            return cached[1]
+        if self._last_group is not None and self._last_group[0] == key:
+            return self._last_group[1]
         rng = np.random.default_rng([self.seed, epoch, group, self.groups])
         drawn = self.draw(rng, self.groups * self.global_batch)
         query_chars, passage_chars = drawn.chars(self.index)
