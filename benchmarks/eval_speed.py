@@ -39,11 +39,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.encoder import Encoder, minilm_path  # noqa: E402
-from src.evaluation.evalsets import EvalSet, lareqa  # noqa: E402
+from src.evaluation.evalsets import DEFAULT_XQUAD_R, EvalSet, lareqa  # noqa: E402
 from src.evaluation.evaluator import RetrievalEvaluator, encode_unique, score_embeddings  # noqa: E402
 from src.evaluation.metrics import full_pool_ranks  # noqa: E402
-
-DEFAULT_XQUAD_R = Path(__file__).resolve().parents[2] / "shared" / "data" / "xquad-r"
 
 
 def pools(es, all_settings: bool) -> list[tuple[str, np.ndarray, np.ndarray, list[np.ndarray]]]:

@@ -37,13 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.data.datamodule import ParallelDataModule  # noqa: E402
 from src.encoder import Encoder, minilm_path  # noqa: E402
-from src.evaluation.evalsets import lareqa  # noqa: E402
+from src.evaluation.evalsets import DEFAULT_XQUAD_R, lareqa  # noqa: E402
 from src.loss import InfoNCELoss  # noqa: E402
 from src.module import BiEncoderModule  # noqa: E402
 from src.samplers import XXSampler  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo" / "train.jsonl"
-XQUAD_R = Path(__file__).resolve().parents[2] / "shared" / "data" / "xquad-r"
 
 
 class StepTimer(L.Callback):
@@ -132,6 +131,7 @@ def run_ours(args, data) -> float:
 
 
 def run_sentence_transformers(args, data) -> float:
+    """Trains on ``data``'s batches in order (main() hands it the ungrouped cut)."""
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import DefaultBatchSampler
@@ -150,7 +150,7 @@ def run_sentence_transformers(args, data) -> float:
 
     model = SentenceTransformer(minilm_path(), device="cuda" if torch.cuda.is_available() else "cpu")
     model.max_seq_length = args.max_length
-    pairs = [pair for b in ungrouped(data, args.length_groups) for pair in b]
+    pairs = [pair for b in data for pair in b]
     dataset = Dataset.from_dict({"anchor": [q for q, _ in pairs], "positive": [p for _, p in pairs]})
     # our batches, in order: its default sampler would shuffle pairs across batches and mix languages
     in_order = lambda dataset, batch_size, drop_last, **kw: DefaultBatchSampler(  # noqa: E731
@@ -171,7 +171,7 @@ def run_sentence_transformers(args, data) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(DEMO), help="a parallel corpus (default: the demo's training part)")
-    parser.add_argument("--xquad-r", nargs="?", const=str(XQUAD_R), default=None, metavar="DIR",
+    parser.add_argument("--xquad-r", nargs="?", const=str(DEFAULT_XQUAD_R), default=None, metavar="DIR",
                         help="train on XQuAD-R questions and answer sentences (LAReQA JSON in DIR)")
     parser.add_argument("--length-groups", type=int, default=1, help="our sampler.length_groups (see above)")
     parser.add_argument("--languages", nargs="*", default=None)
@@ -190,7 +190,8 @@ def main() -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     tokens, ours_positions = token_counts(tokenizer, data[args.warmup:], args.max_length)
-    _, st_positions = token_counts(tokenizer, ungrouped(data, args.length_groups)[args.warmup:], args.max_length)
+    st_data = ungrouped(data, args.length_groups)
+    _, st_positions = token_counts(tokenizer, st_data[args.warmup:], args.max_length)
     pairs = args.steps * args.batch_size
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
     print(f"{'XQuAD-R' if args.xquad_r else args.data}: {pairs} pairs / {tokens} real tokens timed per round, "
@@ -199,8 +200,8 @@ def main() -> None:
           f"sentence-transformers {tokens / st_positions:.0%}")
     results: dict[str, list[float]] = {"ours": [], "sentence-transformers": []}
     for r in range(args.repeats):
-        for name, fn in (("ours", run_ours), ("sentence-transformers", run_sentence_transformers)):
-            seconds = fn(args, data)
+        for name, fn, batches_of in (("ours", run_ours, data), ("sentence-transformers", run_sentence_transformers, st_data)):
+            seconds = fn(args, batches_of)
             results[name].append(seconds)
             print(f"round {r + 1} {name:22s} {pairs / seconds:8.1f} pairs/s {tokens / seconds:9.0f} tokens/s")
     med = {k: statistics.median(v) for k, v in results.items()}

@@ -20,14 +20,12 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.evaluation.evalsets import LAREQA_LANGUAGES, lareqa, xquad_r_from_hub  # noqa: E402
-
-DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "xquad-r"
+from src.evaluation.evalsets import DEFAULT_XQUAD_R, LAREQA_LANGUAGES, lareqa, xquad_r_from_hub  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--path", default=os.environ.get("XQUAD_R_DIR", str(DEFAULT)))
+    parser.add_argument("--path", default=os.environ.get("XQUAD_R_DIR", str(DEFAULT_XQUAD_R)))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as hub:
         for lang in LAREQA_LANGUAGES:

@@ -6,10 +6,8 @@ from pathlib import Path
 import pytest
 
 from src.errors import DataError
-from src.evaluation.evalsets import lareqa, parallel_eval
+from src.evaluation.evalsets import DEFAULT_XQUAD_R as XQUAD_R, lareqa, parallel_eval
 from tests.corpus_factory import make_rows, write_jsonl
-
-XQUAD_R = Path(__file__).resolve().parents[2] / "shared" / "data" / "xquad-r"
 
 
 def lareqa_doc(sentences, qas):

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from src.evaluation.evalsets import DEFAULT_XQUAD_R as XQUAD_R
+
 ROOT = Path(__file__).resolve().parents[1]
-XQUAD_R = ROOT.parent / "shared" / "data" / "xquad-r"
 pytestmark = pytest.mark.slow
 
 

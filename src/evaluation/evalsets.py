@@ -21,6 +21,7 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -69,6 +70,9 @@ def parallel_eval(name: str, files: str | Sequence[str], languages: Sequence[str
         relevant=_relevance_by_id(table["id"], [[i] for i in table["id"]]),
     )
 
+
+# XQuAD-R beside the checkout, as conf/eval/xquad_r.yaml expects it by default (benchmarks, tests)
+DEFAULT_XQUAD_R = Path(__file__).resolve().parents[3] / "shared" / "data" / "xquad-r"
 
 LAREQA_LANGUAGES = ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh")
 
