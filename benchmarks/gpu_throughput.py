@@ -24,7 +24,6 @@ checks the FLOP count against the analytic count for BERT.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import sys
 import time
@@ -37,6 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from src.encoder import bf16_autocast  # noqa: E402
 from src.loss import InfoNCELoss  # noqa: E402
 from src.module import adamw  # noqa: E402
 from src.pipeline import instantiate  # noqa: E402  (also registers the config resolvers)
@@ -76,8 +76,7 @@ class Step:
         self.targets = torch.arange(batch_size, device=device)
 
     def __call__(self) -> None:
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else contextlib.nullcontext()
-        with autocast:
+        with bf16_autocast(self.device):
             q, p = (self.encoder(**x) for x in self.inputs)
             loss, _ = self.loss(q, p, self.targets)
         loss.backward()

@@ -70,6 +70,11 @@ class Tokenization:
         return out
 
 
+def bf16_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA (tensor cores), nothing elsewhere: CPU inference and timing stay fp32."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+
 def _load_error(name: str, err: Exception) -> ConfigError:
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
     hint = (
@@ -165,11 +170,10 @@ class Encoder(nn.Module):
         # Chinese (about 50 tokens) with 50-character English (about 12) and pad the latter 4x
         order = np.argsort(-self.tokenization.lengths(texts, kind), kind="stable").tolist()
         out = torch.empty(len(texts), self.dim)
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             inputs = self.tokenization([texts[i] for i in idx], kind)
-            with autocast:
+            with bf16_autocast(device):
                 emb = self(**{k: v.to(device) for k, v in inputs.items()})
             out[idx] = emb.float().cpu()
         self.train(was_training)
