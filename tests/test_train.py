@@ -188,7 +188,7 @@ def test_wandb_without_credentials_runs_offline_and_says_how_to_sync(corpus, tmp
 
 
 def test_hard_negatives_reach_the_loss(corpus, tmp_path, monkeypatch):
-    from src.data.datamodule import Collator, ParallelPairs
+    from src.data.datamodule import ParallelPairs
     from src.data.corpus import load_parallel_corpus
 
     train_file = write_jsonl(tmp_path / "neg.jsonl", make_rows(40, LANGS, seed=3, negatives=1))
