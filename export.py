@@ -5,23 +5,18 @@ holds the checkpoint's evaluation results.
 """
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from src.pipeline import run_cli
+from mdr import tasks
+from mdr.cli import run_cli
+from mdr.config import register_resolvers
 
-
-def export(cfg: DictConfig) -> str:
-    from src.export import export as export_folder
-
-    model = OmegaConf.to_container(cfg.model, resolve=True) if cfg.model else None
-    out = export_folder(cfg.ckpt, cfg.out, model)
-    print(f"exported {cfg.ckpt} -> {out}")
-    return out
+register_resolvers()  # before Hydra composes: the configs use ${project_root:}, ${minilm_path:}, ...
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="export")
-def main(cfg: DictConfig) -> None:
-    run_cli(export, cfg)
+def main(cfg: DictConfig):
+    return run_cli(tasks.export, cfg)
 
 
 if __name__ == "__main__":

@@ -29,19 +29,17 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from src.encoder import Encoder, minilm_path  # noqa: E402
-from src.evaluation.evalsets import DEFAULT_XQUAD_R, EvalSet, lareqa  # noqa: E402
-from src.evaluation.evaluator import RetrievalEvaluator, encode_unique, score_embeddings  # noqa: E402
-from src.evaluation.metrics import full_pool_ranks  # noqa: E402
+from mdr.config import minilm_path
+from mdr.evaluation.benchmark import EvalOptions
+from mdr.evaluation.lareqa import DEFAULT_XQUAD_R, lareqa
+from mdr.evaluation.metrics import full_pool_ranks
+from mdr.evaluation.pools import EvalSet, encode_unique, score_embeddings
+from mdr.model.encoder import Encoder
 
 
 def pools(es, all_settings: bool) -> list[tuple[str, np.ndarray, np.ndarray, list[np.ndarray]]]:
@@ -61,7 +59,7 @@ def pools(es, all_settings: bool) -> list[tuple[str, np.ndarray, np.ndarray, lis
 
 
 def ours(es, batch_size: int, depth: int, all_settings: bool) -> tuple[float, dict, dict]:
-    """What ``RetrievalEvaluator.evaluate`` does (timed), keeping the embeddings so that the MAP@depth
+    """What ``EvalSet.evaluate`` does (timed), keeping the embeddings so that the MAP@depth
     sentence-transformers reports can be recomputed, untimed, from our exact ranks in every pool."""
     encoder = Encoder(minilm_path(), pooling="mean", query_max_length=128, passage_max_length=128)
     t0 = time.perf_counter()
@@ -167,7 +165,7 @@ def run_synthetic_pool(n_passages: int, layers: int, batch_size: int) -> None:
     encoder = Encoder(minilm_path(), pooling="mean", passage_max_length=128,
                       random_init=layers < 6, config_overrides={"num_hidden_layers": layers})
     print(f"encoder: MiniLM tokenizer, {layers} transformer layers, {encoder.dim}-d embeddings")
-    r = RetrievalEvaluator({es.name: es}, batch_size=batch_size).evaluate(encoder, es)
+    r = es.evaluate(encoder, EvalOptions(batch_size=batch_size))
     print(f"evaluated all settings in {r['total_seconds']:.1f} s (encode {r['encode_seconds']:.1f} s, "
           f"score {r['total_seconds'] - r['encode_seconds']:.1f} s); multilingual mAP {r['multilingual_map']:.4f}")
     print(f"peak RSS {peak_rss_gb():.2f} GB (pool embeddings alone: "

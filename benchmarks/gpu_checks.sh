@@ -9,6 +9,8 @@ LOG=${1:-gpu-checks}
 mkdir -p "$LOG"
 export HF_HUB_OFFLINE=1 WANDB_MODE=offline TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}   # the interpreter that has the requirements
+# the package itself: installed (pip install -e .), or from the checkout on a machine without pip access
+$PY -c "import mdr" 2>/dev/null || export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 $PY -c "import torch; assert torch.cuda.is_available(), 'no CUDA device visible'; print(torch.__version__, torch.cuda.get_device_name())" || exit 1
 
 step() {  # step NAME COMMAND...: run, keep the log, print its last lines and the exit status

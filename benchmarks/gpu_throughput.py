@@ -25,21 +25,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
 from torch.utils.flop_counter import FlopCounterMode
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from mdr.config import PROJECT_ROOT as ROOT
+from mdr.config import instantiate, register_resolvers
+from mdr.model.encoder import bf16_autocast
+from mdr.model.loss import InfoNCELoss
+from mdr.model.module import adamw
 
-from src.encoder import bf16_autocast  # noqa: E402
-from src.loss import InfoNCELoss  # noqa: E402
-from src.module import adamw  # noqa: E402
-from src.pipeline import instantiate  # noqa: E402  (also registers the config resolvers)
+register_resolvers()
 
 # dense (no sparsity) bf16 tensor-core peaks from NVIDIA's data sheets, TFLOP/s; other GPUs: --peak-tflops.
 # "H100" alone is the SXM part (reported as "NVIDIA H100 80GB HBM3").

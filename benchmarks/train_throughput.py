@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,16 +32,15 @@ import lightning as L
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from mdr.config import PROJECT_ROOT, minilm_path
+from mdr.data.datamodule import ParallelDataModule
+from mdr.data.samplers import XXSampler
+from mdr.evaluation.lareqa import DEFAULT_XQUAD_R, lareqa
+from mdr.model.encoder import Encoder
+from mdr.model.loss import InfoNCELoss
+from mdr.model.module import BiEncoderModule
 
-from src.data.datamodule import ParallelDataModule  # noqa: E402
-from src.encoder import Encoder, minilm_path  # noqa: E402
-from src.evaluation.evalsets import DEFAULT_XQUAD_R, lareqa  # noqa: E402
-from src.loss import InfoNCELoss  # noqa: E402
-from src.module import BiEncoderModule  # noqa: E402
-from src.samplers import XXSampler  # noqa: E402
-
-DEMO = Path(__file__).resolve().parents[1] / "data" / "demo" / "train.jsonl"
+DEMO = PROJECT_ROOT / "data" / "demo" / "train.jsonl"
 
 
 class StepTimer(L.Callback):

@@ -12,15 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from src.evaluation.evalsets import DEFAULT_XQUAD_R, LAREQA_LANGUAGES, lareqa, xquad_r_from_hub  # noqa: E402
+from mdr.evaluation.lareqa import DEFAULT_XQUAD_R, LAREQA_LANGUAGES, lareqa, xquad_r_from_hub
 
 
 def main() -> None:

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import gpu_throughput  # noqa: E402
-import train_throughput  # noqa: E402
+from benchmarks import gpu_throughput, train_throughput
 
 
 def test_mfu_numerator_is_the_step_flops_of_a_bert():

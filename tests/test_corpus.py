@@ -9,9 +9,10 @@ import time
 import pandas as pd
 import pytest
 
-from src.data.corpus import ParallelIndex, load_parallel_corpus
-from src.errors import DataError
-from tests.corpus_factory import make_rows, write_jsonl
+from mdr.data.index import ParallelIndex
+from mdr.errors import DataError
+from mdr.formats.parallel import load_parallel_corpus
+from tests.helpers import make_rows, write_jsonl
 
 LANGS = ["ar", "de", "en", "zh"]
 

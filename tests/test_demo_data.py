@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from src.data.corpus import load_parallel_corpus
+from mdr.formats.parallel import load_parallel_corpus
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
 

@@ -4,15 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from src.encoder import Encoder, minilm_path
-from src.errors import ConfigError
-
-TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
-
-
-def tiny(**kw) -> Encoder:
-    torch.manual_seed(0)
-    return Encoder(minilm_path(), random_init=True, config_overrides=TINY, **kw).eval()
+from mdr.config import minilm_path
+from mdr.errors import ConfigError
+from mdr.model.encoder import Encoder
+from tests.helpers import tiny
 
 
 @pytest.mark.parametrize("pooling", ["cls", "mean", "pooler"])

@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from src.errors import DataError
-from src.evaluation.evalsets import DEFAULT_XQUAD_R as XQUAD_R, lareqa, parallel_eval
-from tests.corpus_factory import make_rows, write_jsonl
+from mdr.errors import DataError
+from mdr.evaluation.lareqa import DEFAULT_XQUAD_R as XQUAD_R
+from mdr.evaluation.lareqa import lareqa
+from mdr.evaluation.pools import parallel_eval
+from tests.helpers import make_rows, write_jsonl
 
 
 def lareqa_doc(sentences, qas):
@@ -100,7 +102,7 @@ def squad_rows_from_lareqa(src: Path, dst: Path, languages) -> Path:
 
 
 def test_hub_layout_gives_the_same_eval_set_when_sentences_split_cleanly(two_langs, tmp_path):
-    from src.evaluation.evalsets import xquad_r_from_hub
+    from mdr.evaluation.lareqa import xquad_r_from_hub
 
     hub = xquad_r_from_hub("t", repo=str(squad_rows_from_lareqa(two_langs, tmp_path / "hub", ["de", "en"])), languages=["de", "en"])
     ref = lareqa("t", str(two_langs), languages=["de", "en"])
@@ -111,10 +113,10 @@ def test_hub_layout_gives_the_same_eval_set_when_sentences_split_cleanly(two_lan
 def test_hub_download_offline_points_at_the_local_layout(monkeypatch):
     import datasets
 
-    from src.evaluation.evalsets import xquad_r_from_hub
+    from mdr.evaluation.lareqa import xquad_r_from_hub
 
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    with pytest.raises(DataError, match=r"could not load 'en' of google-research-datasets/xquad_r .*eval=xquad_r eval\.path=DIR"):
+    with pytest.raises(DataError, match=r"could not get 'en' of google-research-datasets/xquad_r .*eval=xquad_r eval\.path=DIR"):
         xquad_r_from_hub("t", languages=["en"])
 
 
@@ -122,7 +124,7 @@ def test_hub_download_offline_points_at_the_local_layout(monkeypatch):
 def test_hub_sentence_split_agrees_with_lareqa_on_real_xquad_r(tmp_path):
     """Same queries; most official candidate sentences reproduced exactly (Thai, which has no
     sentence punctuation, excepted). The README's agreement table comes from this comparison."""
-    from src.evaluation.evalsets import split_sentences, xquad_r_from_hub
+    from mdr.evaluation.lareqa import split_sentences, xquad_r_from_hub
 
     langs = ["ar", "de", "en", "ru", "zh"]
     hub = xquad_r_from_hub("t", repo=str(squad_rows_from_lareqa(XQUAD_R, tmp_path, langs)), languages=langs)

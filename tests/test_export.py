@@ -9,19 +9,19 @@ import pytest
 import torch
 from sentence_transformers import SentenceTransformer
 
-from src.export import export, load_checkpoint_encoder
-from src.pipeline import train
-from tests.test_train import ROOT, base_overrides, compose_train, corpus  # noqa: F401  (fixture)
+from mdr.model.checkpoint import load_checkpoint_encoder
+from mdr.tasks import export_checkpoint, train
+from tests.helpers import ROOT, base_overrides, compose_train
 
 TEXTS = ["Where is the Great Barrier Reef?", "The reef lies off the coast of Queensland, Australia.", "短い文"]
 
 
 @pytest.mark.parametrize("pooling, prefixes", [("mean", []), ("pooler", ["model.query_prefix='query: '", "model.passage_prefix='passage: '"])])
-def test_exported_folder_reproduces_the_module_embeddings(corpus, tmp_path, monkeypatch, pooling, prefixes):  # noqa: F811
+def test_exported_folder_reproduces_the_module_embeddings(corpus, tmp_path, monkeypatch, pooling, prefixes):
     monkeypatch.chdir(tmp_path)
     train(compose_train(base_overrides(corpus) + ["trainer.max_steps=2", "eval.sets={}", f"model.pooling={pooling}", *prefixes]))
     ckpt = str(tmp_path / "checkpoints" / "last.ckpt")
-    out = export(ckpt, str(tmp_path / "exported"))
+    out = export_checkpoint(ckpt, str(tmp_path / "exported"))
 
     encoder, _ = load_checkpoint_encoder(ckpt)
     st = SentenceTransformer(out, device="cpu")
@@ -39,9 +39,10 @@ def test_exported_folder_reproduces_the_module_embeddings(corpus, tmp_path, monk
     assert torch.equal(hf.state_dict()[name], param.detach())
 
 
-def test_export_cli_writes_the_evaluation_into_the_model_card(corpus, tmp_path):  # noqa: F811
-    from hydra import compose, initialize_config_dir  # noqa: F401
+def test_export_cli_writes_the_evaluation_into_the_model_card(corpus, tmp_path):
     import os
+
+    from hydra import compose, initialize_config_dir  # noqa: F401
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
     run = lambda *a: subprocess.run([sys.executable, *a], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)  # noqa: E731

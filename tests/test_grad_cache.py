@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from src.grad_cache import grad_cache_step
-from src.loss import InfoNCELoss
-from tests.test_encoder import tiny
+from mdr.model.grad_cache import grad_cache_step
+from mdr.model.loss import InfoNCELoss
+from tests.helpers import tiny
 
 QUERIES = [f"question {i} about {i * 7} mountains?" for i in range(6)]
 PASSAGES = [f"passage {i}: the river crosses {i * 3} valleys" + " long" * i for i in range(10)]  # + negatives
@@ -61,9 +61,8 @@ def test_without_rng_replay_dropout_differs_and_gradients_would_not_match():
 def test_training_with_grad_cache_follows_the_plain_run(tmp_path, monkeypatch):
     """Whole Lightning runs, dropout off: manual optimisation (clipping, scheduler, steps) with
     GradCache gives the plain run's loss curve and final metrics."""
-    from tests.corpus_factory import make_rows, write_jsonl
-    from tests.test_train import base_overrides, compose_train, read_losses
-    from src.pipeline import train
+    from mdr.tasks import train
+    from tests.helpers import base_overrides, compose_train, make_rows, read_losses, write_jsonl
 
     corpus = {"train": write_jsonl(tmp_path / "train.jsonl", make_rows(40, ["de", "en"], seed=0)),
               "eval": write_jsonl(tmp_path / "eval.jsonl", make_rows(8, ["de", "en"], seed=1)), "cache": tmp_path / "cache"}

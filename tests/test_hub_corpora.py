@@ -4,41 +4,31 @@ on small local fixtures in the exact hub layouts."""
 from __future__ import annotations
 
 import os
-import random
 import time
 
 import numpy as np
 import pytest
 
-from src.data.corpus import ParallelIndex, load_parallel_corpus
-from src.data.miracl_train import build_miracl_train
-from src.data.mmarco import build_mmarco, collection_file, queries_file
-from src.errors import ConfigError, DataError
-from src.samplers import MixtureSampler, XXSampler, XYSampler
-from tests.corpus_factory import WORDS
-from tests.test_miracl import write_miracl
-from tests.test_train import ROOT, base_overrides, compose_train, corpus  # noqa: F401  (fixture)
+from mdr.data.index import ParallelIndex
+from mdr.data.samplers import MixtureSampler, XXSampler, XYSampler
+from mdr.data.sources.miracl_train import build_miracl_train
+from mdr.data.sources.mmarco import build_mmarco, collection_file
+from mdr.errors import ConfigError, DataError
+from mdr.formats.parallel import load_parallel_corpus
+from mdr.formats.results import read_json, train_results_path
+from mdr.tasks import train
+from tests.helpers import (
+    MMARCO_LANGS,
+    base_overrides,
+    compose_train,
+    last_logged,
+    make_rows,
+    write_jsonl,
+    write_miracl,
+    write_mmarco,
+)
 
-LANGS = ["de", "en", "ru"]
-
-
-def write_mmarco(root, n_queries=30, n_passages=120, seed=0):
-    """unicamp-dl/mmarco layout; query 7 has no German translation (as happens in mMARCO)."""
-    rng = random.Random(seed)
-    passages = {str(1000 + i): " ".join(rng.sample(WORDS, 8)) for i in range(n_passages)}
-    queries = {str(i): " ".join(rng.sample(WORDS, 4)) + "?" for i in range(n_queries)}
-    (root / "data").mkdir(parents=True)
-    with open(root / "data" / "triples.train.ids.small.tsv", "w") as fh:
-        for q in queries:
-            pos = str(1000 + int(q))
-            for _ in range(3):
-                fh.write(f"{q}\t{pos}\t{rng.choice(list(passages))}\n")
-    for lang in LANGS:
-        for rel, table in [(queries_file(lang), queries), (collection_file(lang), passages)]:
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            with open(root / rel, "w") as fh:
-                fh.writelines(f"{k}\t[{lang}] {v}\n" for k, v in table.items() if not (lang == "de" and k == "7" and rel.endswith("queries.train.tsv")))
-    return root
+LANGS = MMARCO_LANGS
 
 
 def test_mmarco_builds_parallel_examples_with_hard_negatives_and_caches(tmp_path):
@@ -94,7 +84,8 @@ def two_source_index():
         for j in range(len(langs)):
             keep = np.arange(n) if parallel else np.arange(j, n, len(langs))
             rows[keep, j] = offset + np.arange(len(keep)) + j * n
-        return ParallelIndex(langs, np.array([f"e{i}" for i in range(n)]), rows)
+        chars = np.where(rows >= 0, np.random.default_rng(offset).integers(10, 300, rows.shape), 0)
+        return ParallelIndex(langs, np.array([f"e{i}" for i in range(n)]), rows, query_chars=chars // 4, passage_chars=chars)
     return index(40, ["de", "en"], 0), index(30, ["ar", "fi"], 1000, parallel=False)
 
 
@@ -112,27 +103,67 @@ def test_mixture_draws_sources_by_weight_and_never_mixes_them():
         MixtureSampler({"a": XXSampler(a, 4)}, {"a": 0.0})
 
 
-def test_training_on_a_mixture_of_hub_layout_corpora(tmp_path, monkeypatch):
-    """data=mixture end to end: mMARCO (hybrid batches) and MIRACL train (X-X batches)."""
-    from src.pipeline import train
+def test_mixture_labels_batches_keeps_its_epoch_and_groups_lengths_within_a_source():
+    """The run's steps_per_epoch and length_groups apply to the mixture: an epoch of 6 steps, drawn
+    in groups of 3 consecutive steps from one source, each batch labelled with its kind and source."""
+    a, b = two_source_index()
+    # the sources' own epoch and length options are not the mixture's
+    mix = MixtureSampler({"a": XYSampler(a, 4, seed=3, steps_per_epoch=50), "b": XXSampler(b, 4, seed=3, steps_per_epoch=50)},
+                         {"a": 1.0, "b": 1.0}, steps_per_epoch=6, length_groups=3)
+    assert len(mix) == 6
+    for epoch in range(4):
+        mix.set_epoch(epoch)
+        batches = list(mix)
+        assert len(batches) == 6
+        for group in (batches[:3], batches[3:]):
+            assert len({batch.source for batch in group}) == 1
+            source = group[0].source
+            assert all(batch.kind == {"a": "xy", "b": "xx"}[source] for batch in group)
+            rows = np.array([pair for batch in group for pair in batch])
+            assert ((rows < 1000) == (source == "a")).all()
+            assert len(set(rows[:, 0].tolist())) == len(rows)  # distinct examples across the group
+    # default epoch: the sources' epochs added
+    assert len(MixtureSampler({"a": XYSampler(a, 4, steps_per_epoch=5), "b": XXSampler(b, 4, steps_per_epoch=7)},
+                              {"a": 1.0, "b": 1.0})) == 12
 
+
+def mixture_overrides(tmp_path) -> list[str]:
+    """data=mixture of an mMARCO and a MIRACL-train source, both in the hubs' layouts in miniature."""
     mm = write_mmarco(tmp_path / "mmarco")
     topics, corpus_path = write_miracl(tmp_path / "miracl", langs=("de", "sw"), split="train")
-    eval_file = tmp_path / "eval.jsonl"
-    from tests.corpus_factory import make_rows, write_jsonl
-
-    write_jsonl(eval_file, make_rows(8, ["de", "en"], seed=1))
-    monkeypatch.chdir(tmp_path)
+    eval_file = write_jsonl(tmp_path / "eval.jsonl", make_rows(8, ["de", "en"], seed=1))
     overrides = [o for o in base_overrides({"train": "unused", "cache": tmp_path / "arrow", "eval": eval_file}) if not o.startswith("data.files")]
-    common = overrides + [
-        "data=mixture", "sampler=hybrid", "trainer.max_steps=6", "data.batch_size=4", "data.num_workers=0",
+    return overrides + [
+        "data=mixture", "data.batch_size=4", "data.num_workers=0",
         f"data.sources.mmarco.files.path={mm}", "data.sources.mmarco.files.languages=[de,en,ru]",
         f"data.sources.mmarco.files.cache_dir={tmp_path / 'built'}",
         f"data.sources.miracl.files.path={topics}", f"data.sources.miracl.files.corpus_path={corpus_path}",
         "data.sources.miracl.files.languages=[de,sw]", f"data.sources.miracl.files.cache_dir={tmp_path / 'built'}",
     ]
+
+
+def test_training_on_a_mixture_of_hub_layout_corpora(tmp_path, monkeypatch):
+    """data=mixture end to end: mMARCO (hybrid batches) and MIRACL train (X-X batches)."""
+    common = mixture_overrides(tmp_path) + ["sampler=hybrid", "trainer.max_steps=6"]
+    monkeypatch.chdir(tmp_path)
     results = train(compose_train(common))
     assert results["demo"]["multilingual_map"] > 0
     # without its own X-X sampler the monolingual source cannot give hybrid batches: one clear error
     with pytest.raises(ConfigError, match=r"data\.sources\.miracl: sampler needs X-Y pairs"):
         train(compose_train(common + ["data.sources.miracl.sampler=null"]))
+
+
+def test_mixture_with_length_groups_and_an_epoch_length(tmp_path, monkeypatch):
+    """sampler.length_groups and sampler.steps_per_epoch reach the mixture: two epochs of 3 steps
+    (not the sources' epochs added up), and the logged shares name the sources and kinds drawn."""
+    monkeypatch.chdir(tmp_path)
+    train(compose_train(mixture_overrides(tmp_path) + [
+        "sampler=hybrid", "sampler.length_groups=2", "sampler.steps_per_epoch=3", "trainer.max_epochs=2",
+        "logger=csv", "trainer.log_every_n_steps=1"]))
+    assert read_json(train_results_path(tmp_path))["step"] == 6
+    shares = last_logged(tmp_path, "sampling/")
+    sources = {k: v for k, v in shares.items() if k.startswith("sampling/source/")}
+    assert set(sources) <= {"sampling/source/mmarco", "sampling/source/miracl"} and sum(sources.values()) == pytest.approx(1.0)
+    assert sum(v for k, v in shares.items() if k.startswith("sampling/kind/")) == pytest.approx(1.0)
+    # MIRACL train is monolingual: its batches are X-X
+    assert shares.get("sampling/kind/xx", 0) >= shares.get("sampling/source/miracl", 0)

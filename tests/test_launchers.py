@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from hydra import compose, initialize_config_dir
 
-from tests.test_train import ROOT, base_overrides, corpus, run_cli  # noqa: F401  (fixture)
+from tests.helpers import ROOT, base_overrides, run_script
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install hydra-submitit-launcher")
 
@@ -19,9 +19,9 @@ def test_slurm_launcher_config():
     assert (launcher.partition, launcher.gpus_per_node, launcher.tasks_per_node) == ("gpu", 8, 8)
 
 
-def test_submitit_multirun_with_one_failing_job(corpus, tmp_path):  # noqa: F811
+def test_submitit_multirun_with_one_failing_job(corpus, tmp_path):
     sweep_dir = tmp_path / "sweep"
-    out = run_cli(
+    out = run_script(
         [str(ROOT / "train.py"), "-m", "hydra/launcher=submitit_local", *base_overrides(corpus), "trainer.max_steps=2",
          "sampler=hybrid", "sampler.alpha=0.5,7", f"hydra.sweep.dir={sweep_dir}"],
         tmp_path,
@@ -37,5 +37,5 @@ def test_experiment_paper_sweeps_samplers_by_models():
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=["experiment=paper", "hydra/launcher=slurm"], return_hydra_config=True)
     assert dict(cfg.hydra.sweeper.params) == {"sampler": "xx,xy,hybrid", "model": "labse,xlmr"}
-    assert cfg.data.files._target_ == "src.data.mmarco.build_mmarco" and set(cfg.eval.sets) == {"xquad_r", "mlqa_r", "miracl"}
+    assert cfg.data.files._target_ == "mdr.data.sources.mmarco.build_mmarco" and set(cfg.eval.sets) == {"xquad_r", "mlqa_r", "miracl"}
     assert cfg.trainer.strategy == "ddp" and cfg.trainer.devices == cfg.hydra.launcher.gpus_per_node

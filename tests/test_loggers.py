@@ -8,7 +8,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import read_write
 
-from src.loggers import sweep_name, wandb_logger
+from mdr.loggers import sweep_name, wandb_logger
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,10 +38,9 @@ def test_eval_results_reach_wandb_as_metrics_table_and_heatmap(tmp_path, monkeyp
     import torch
     import wandb
 
-    from src.evaluation.callback import log_results
-    from src.evaluation.evalsets import parallel_eval
-    from src.evaluation.evaluator import score_embeddings
-    from tests.corpus_factory import make_rows, write_jsonl
+    from mdr.evaluation.callback import log_results
+    from mdr.evaluation.pools import parallel_eval, score_embeddings
+    from tests.helpers import make_rows, write_jsonl
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     es = parallel_eval("demo", write_jsonl(tmp_path / "e.jsonl", make_rows(6, ["en", "de"], seed=4)))

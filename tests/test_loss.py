@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from src.errors import ConfigError
-from src.loss import InfoNCELoss
+from mdr.errors import ConfigError
+from mdr.model.loss import InfoNCELoss
 
 
 def unit(*shape, seed=0):

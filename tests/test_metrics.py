@@ -11,9 +11,8 @@ import pytest
 import torch
 from torchmetrics.retrieval import RetrievalMAP
 
-from src.evaluation.evalsets import EvalSet
-from src.evaluation.evaluator import score_embeddings
-from src.evaluation.metrics import average_precision, full_pool_ranks
+from mdr.evaluation.metrics import average_precision, full_pool_ranks
+from mdr.evaluation.pools import EvalSet, score_embeddings
 
 pytrec_eval = pytest.importorskip("pytrec_eval", reason="pip install pytrec-eval-terrier (requirements-dev.txt)")
 
@@ -60,7 +59,7 @@ def test_map_matches_torchmetrics_without_ties():
 
 def test_score_budget_caps_the_chunk_without_changing_ranks(monkeypatch):
     """``max_chunk_scores`` bounds the rows scored at once (at least one); the ranks do not change."""
-    from src.evaluation import metrics
+    from mdr.evaluation import metrics
 
     rng = np.random.default_rng(1)
     q, pool = torch.randn(25, 8), torch.randn(60, 8)

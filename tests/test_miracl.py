@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import gzip
 import json
-import random
 
 import numpy as np
 import pytest
 
-from src.errors import DataError
-from src.evaluation.metrics import ndcg_at_k, recall_at_k
-from src.evaluation.miracl import MiraclEval, corpus_folder, qrels_file, topics_file
-from tests.corpus_factory import WORDS
-from tests.test_encoder import tiny
+from mdr.errors import DataError
+from mdr.evaluation.benchmark import EvalOptions
+from mdr.evaluation.metrics import ndcg_at_k, recall_at_k
+from mdr.evaluation.miracl import MiraclEval
+from mdr.formats.miracl import corpus_folder, qrels_file, topics_file
+from tests.helpers import tiny, write_miracl
 
 pytrec_eval = pytest.importorskip("pytrec_eval", reason="pip install pytrec-eval-terrier (requirements-dev.txt)")
 
@@ -49,33 +48,9 @@ def test_ndcg_and_recall_match_trec_eval_with_ties_and_graded_relevance(levels):
     assert np.mean(ours_recall) == pytest.approx(ref["recall_100"], abs=1e-6)
 
 
-def write_miracl(root, langs=("de", "sw"), n_docs=180, n_topics=12, seed=0, split="dev") -> tuple:
-    """Topics, qrels (graded, with judged non-relevant passages) and a two-shard gzipped corpus."""
-    rng = random.Random(seed)
-    for lang in langs:
-        docs = [{"docid": f"{i}#{j}", "title": f"T{i}", "text": " ".join(rng.sample(WORDS, 8))}
-                for i in range(n_docs // 3) for j in range(3)]
-        folder = root / "corpus" / corpus_folder(lang)
-        folder.mkdir(parents=True)
-        for shard, part in enumerate([docs[: n_docs // 2], docs[n_docs // 2 :]]):
-            with gzip.open(folder / f"docs-{shard}.jsonl.gz", "wt", encoding="utf-8") as fh:
-                fh.writelines(json.dumps(d) + "\n" for d in part)
-        topics, qrels = [], []
-        for t in range(n_topics):
-            target = rng.sample(docs, 4)
-            topics.append(f"{lang}{t}\t" + " ".join(target[0]["text"].split()[:4]))
-            qrels += [f"{lang}{t}\tQ0\t{target[0]['docid']}\t1", f"{lang}{t}\tQ0\t{target[1]['docid']}\t{1 + t % 2}",
-                      f"{lang}{t}\tQ0\t{target[2]['docid']}\t0"]
-        topics.append(f"{lang}-unjudged\tno qrels for this topic")
-        for rel, lines in [(topics_file(lang, split), topics), (qrels_file(lang, split), qrels)]:
-            (root / "topics" / rel).parent.mkdir(parents=True, exist_ok=True)
-            (root / "topics" / rel).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return root / "topics", root / "corpus"
-
-
 def reference(encoder, path, corpus_path, langs) -> dict[str, dict[str, float]]:
     """Encode everything in memory, score exhaustively with torch, evaluate with trec_eval."""
-    from src.evaluation.miracl import read_corpus, read_qrels, read_topics
+    from mdr.formats.miracl import read_corpus, read_qrels, read_topics
 
     out = {}
     for lang in langs:
@@ -98,7 +73,7 @@ def test_miracl_matches_exhaustive_search_and_trec_eval(tmp_path):
     path, corpus_path = write_miracl(tmp_path)
     encoder = tiny()
     bench = MiraclEval("miracl", ["de", "sw"], path=str(path), corpus_path=str(corpus_path), block_size=50)
-    got = bench.evaluate(encoder, batch_size=16)
+    got = bench.evaluate(encoder, EvalOptions(batch_size=16))
     want = reference(encoder, path, corpus_path, ["de", "sw"])
     for lang in ["de", "sw"]:
         assert got["ndcg_at_10_per_lang"][lang] == pytest.approx(want[lang]["ndcg_cut_10"], abs=1e-6)
@@ -114,7 +89,7 @@ def test_capped_corpus_keeps_every_judged_passage(tmp_path):
     judged = {d for q in bench.qrels["de"].values() for d in q}
     kept = [d for d, _ in bench._passages("de", judged)]
     assert len(kept) == 60 and judged <= set(kept)
-    assert bench.evaluate(tiny(), batch_size=16)["num_docs"] == {"de": 60}
+    assert bench.evaluate(tiny(), EvalOptions(batch_size=16))["num_docs"] == {"de": 60}
 
 
 def test_bad_miracl_inputs(tmp_path, monkeypatch):
@@ -135,14 +110,14 @@ def test_hub_download_offline_says_how_to_use_local_files(tmp_path, monkeypatch)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache: nothing to fall back on
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
-    with pytest.raises(DataError, match=r"could not get miracl/miracl/.*point eval\.path at a local copy"):
+    with pytest.raises(DataError, match=r"could not get miracl/miracl/.*set eval\.path to a local copy"):
         MiraclEval("miracl", ["de"])
 
 
 def test_the_scores_are_exact_not_approximate(tmp_path):
     """faiss' blockwise search over the memmap returns the same top-k as one dense matrix product."""
-    from faiss.contrib.exhaustive_search import knn_ground_truth
     import faiss
+    from faiss.contrib.exhaustive_search import knn_ground_truth
 
     rng = np.random.default_rng(0)
     q, d = rng.standard_normal((7, 16)).astype(np.float32), rng.standard_normal((1000, 16)).astype(np.float32)
@@ -154,7 +129,8 @@ def test_evaluate_entry_point_with_eval_miracl_and_eval_all(tmp_path, monkeypatc
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from src.pipeline import PROJECT_ROOT as ROOT, evaluate
+    from mdr.tasks import evaluate
+    from tests.helpers import ROOT
 
     path, corpus_path = write_miracl(tmp_path, langs=("de", "sw"))
     monkeypatch.chdir(tmp_path)

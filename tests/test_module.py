@@ -7,9 +7,9 @@ import pytest
 import torch
 from lightning.pytorch.plugins.precision import MixedPrecision
 
-from src.loss import InfoNCELoss
-from src.module import BiEncoderModule
-from tests.test_encoder import tiny
+from mdr.model.loss import InfoNCELoss
+from mdr.model.module import BiEncoderModule
+from tests.helpers import tiny
 
 CLIP = 1e-3  # far below the tiny model's gradient norm, so every step has to be clipped
 TEXTS = ["where is the station", "the station is north of the river", "who wrote it", "she wrote it in 1905"]

@@ -6,14 +6,14 @@ from pathlib import Path
 import matplotlib
 from omegaconf import OmegaConf
 
-from src.pipeline import train
-from src.sweep_summary import SweepSummary
-from tests.test_train import base_overrides, compose_train, corpus  # noqa: F401  (corpus is a fixture)
+from mdr.sweep import SweepSummary
+from mdr.tasks import train
+from tests.helpers import base_overrides, compose_train
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_notebook_cells_execute(corpus, tmp_path, monkeypatch):  # noqa: F811
+def test_notebook_cells_execute(corpus, tmp_path, monkeypatch):
     matplotlib.use("Agg")
     run_dir = tmp_path / "outputs" / "train-sweep" / "t0" / "0"
     run_dir.mkdir(parents=True)

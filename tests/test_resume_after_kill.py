@@ -12,19 +12,19 @@ import time
 
 import pytest
 
-from tests.test_train import ROOT, base_overrides, corpus, read_losses  # noqa: F401  (fixture)
+from tests.helpers import ROOT, base_overrides, read_losses
 
 MAX_STEPS = 30
 
 
-def command(corpus, run_dir, *extra):  # noqa: F811
+def command(corpus, run_dir, *extra):
     return [sys.executable, str(ROOT / "train.py"), *base_overrides(corpus), "logger=csv", "trainer.log_every_n_steps=1",
             f"trainer.max_steps={MAX_STEPS}", "trainer.max_epochs=3", "sampler.steps_per_epoch=20", "checkpoint.every_n_train_steps=5",
             "checkpoint.save_top_k=-1", f"hydra.run.dir={run_dir}", *extra]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
-def test_sigkill_mid_epoch_then_resume_matches_the_uninterrupted_run(corpus, tmp_path):  # noqa: F811
+def test_sigkill_mid_epoch_then_resume_matches_the_uninterrupted_run(corpus, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
     full = subprocess.run(command(corpus, tmp_path / "full"), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert full.returncode == 0, full.stderr[-2000:]

@@ -1,16 +1,19 @@
-"""Sampler invariants and statistics (see the src/samplers.py docstring for the definitions)."""
+"""Sampler invariants and statistics (definitions: the docstrings of mdr/data/samplers.py and batch_sampler.py)."""
 
 from __future__ import annotations
 
 from collections import Counter
+from functools import partial
 
 import numpy as np
 import pytest
 from scipy.stats import binomtest, chisquare
 
-from src.data.corpus import ParallelIndex
-from src.errors import ConfigError, DataError
-from src.samplers import HybridSampler, MixedSampler, XXSampler, XYSampler
+from mdr.data.datamodule import ParallelDataModule
+from mdr.data.index import ParallelIndex
+from mdr.data.samplers import HybridSampler, MixedSampler, XXSampler, XYSampler
+from mdr.errors import ConfigError, DataError
+from tests.helpers import make_rows, tiny, write_jsonl
 
 
 def make_index(coverage: dict[str, float], n: int = 400, seed: int = 0) -> ParallelIndex:
@@ -280,3 +283,19 @@ def test_batch_larger_than_a_language_names_it_and_the_count(index):
 def test_requested_language_missing(index):
     with pytest.raises(DataError, match=r"language 'fr' is not in the data"):
         XXSampler(index, 8, languages=["fr"])
+
+
+@pytest.mark.parametrize("sampler, languages", [(MixedSampler, ["en"]), (HybridSampler, ["de", "en"])])
+def test_the_loader_records_the_batch_kind_the_sampler_drew(tmp_path, sampler, languages):
+    """A mixed batch that happens to be in one language stays "mixed"; hybrid batches say whether
+    they were drawn X-X or X-Y (their languages agree with that)."""
+    files = write_jsonl(tmp_path / "c.jsonl", make_rows(24, languages, seed=2))
+    dm = ParallelDataModule(str(files), sampler=partial(sampler, steps_per_epoch=20), tokenization=tiny().tokenization,
+                            batch_size=4, cache_dir=str(tmp_path / "cache"))
+    dm.setup()
+    kinds = Counter()
+    for batch in dm.train_dataloader():
+        kinds[batch["kind"]] += 1
+        same = batch["query_lang"] == batch["passage_lang"]
+        assert batch["kind"] == ("mixed" if sampler is MixedSampler else "xx" if same else "xy")
+    assert sum(kinds.values()) == 20 and (sampler is MixedSampler or set(kinds) == {"xx", "xy"})

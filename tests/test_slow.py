@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from src.evaluation.evalsets import DEFAULT_XQUAD_R as XQUAD_R
+from mdr.evaluation.lareqa import DEFAULT_XQUAD_R as XQUAD_R
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

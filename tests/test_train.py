@@ -4,55 +4,23 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 
-from src.errors import UserError
-from src.pipeline import evaluate, train
-from tests.corpus_factory import make_rows, write_jsonl
-
-ROOT = Path(__file__).resolve().parents[1]
-LANGS = ["ar", "de", "en", "zh"]
-
-
-@pytest.fixture(scope="session")
-def corpus(tmp_path_factory) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("corpus")
-    return {
-        "train": write_jsonl(d / "train.jsonl", make_rows(60, LANGS, coverage={"ar": 0.7}, seed=0)),
-        "eval": write_jsonl(d / "eval.jsonl", make_rows(12, LANGS, seed=1)),
-        "cache": d / "cache",
-    }
-
-
-def base_overrides(corpus) -> list[str]:
-    return [
-        "model=tiny",
-        "logger=none",
-        f"data.files={corpus['train']}",
-        f"data.cache_dir={corpus['cache']}",
-        f"eval.sets.demo.files={corpus['eval']}",
-        "data.batch_size=8",
-        "trainer.enable_progress_bar=false",
-    ]
-
-
-def compose_train(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("train", overrides=overrides)
-
-
-def check_results(results: dict) -> None:
-    metrics = results["demo"]
-    for key in ("monolingual_map", "crosslingual_map", "multilingual_map", "same_language_first"):
-        assert 0.0 < metrics[key] <= 1.0, key
-    assert set(metrics["matrix"]) == set(LANGS)
-    assert all(set(row) == set(LANGS) for row in metrics["matrix"].values())
+from mdr.errors import UserError
+from mdr.tasks import evaluate, train
+from tests.helpers import (
+    LANGS,
+    ROOT,
+    base_overrides,
+    check_results,
+    compose_train,
+    make_rows,
+    read_losses,
+    run_script,
+    write_jsonl,
+)
 
 
 @pytest.mark.parametrize("sampler", ["xx", "xy", "hybrid", "en_en", "mixed"])
@@ -60,12 +28,6 @@ def test_fast_dev_run_every_sampler(corpus, sampler, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     results = train(compose_train(base_overrides(corpus) + [f"sampler={sampler}", "trainer.fast_dev_run=1"]))
     check_results(results)
-
-
-def read_losses(run_dir: Path) -> dict[int, float]:
-    [metrics] = run_dir.glob("csv/version_*/metrics.csv")
-    with open(metrics) as fh:
-        return {int(r["step"]): float(r["train/loss"]) for r in csv.DictReader(fh) if r.get("train/loss")}
 
 
 @pytest.mark.parametrize("length_groups", [1, 3])  # 3: the resume at step 4 falls inside a length group
@@ -129,23 +91,16 @@ def test_bad_options_give_one_clear_error(corpus, tmp_path, monkeypatch, overrid
         train(compose_train(base_overrides(corpus) + override.split()))
 
 
-def run_cli(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", **(env or {})}
-    return subprocess.run(
-        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=full_env
-    )
-
-
 def test_cli_prints_one_line_for_user_errors_and_lists_unknown_options(corpus, tmp_path):
-    bad = run_cli([str(ROOT / "train.py"), *base_overrides(corpus), "sampler.alpha=-1"], tmp_path)
+    bad = run_script([str(ROOT / "train.py"), *base_overrides(corpus), "sampler.alpha=-1"], tmp_path)
     assert bad.returncode != 0
     assert "error: sampler.alpha must be in [0, 1], got -1" in bad.stderr
     assert "Traceback" not in bad.stderr
-    missing = run_cli([str(ROOT / "train.py"), "model=tiny", "logger=none", "data=parallel_files"], tmp_path)
+    missing = run_script([str(ROOT / "train.py"), "model=tiny", "logger=none", "data=parallel_files"], tmp_path)
     assert missing.returncode != 0 and "Traceback" not in missing.stderr
     assert "error: data.files has no value; set it on the command line (data.files=...)" in missing.stderr
     for group, name in (("sampler", "xz"), ("model", "bert")):
-        unknown = run_cli([str(ROOT / "train.py"), f"{group}={name}"], tmp_path)
+        unknown = run_script([str(ROOT / "train.py"), f"{group}={name}"], tmp_path)
         assert unknown.returncode != 0
         assert f"Could not find '{group}/{name}'" in unknown.stderr
         assert "Available options" in unknown.stderr
@@ -157,7 +112,7 @@ def test_cli_prints_one_line_for_user_errors_and_lists_unknown_options(corpus, t
 )
 def test_multirun_prints_and_saves_a_comparison_table(corpus, tmp_path, sweep, jobs):
     sweep_dir = tmp_path / "sweep"
-    out = run_cli(
+    out = run_script(
         [str(ROOT / "train.py"), "-m", *base_overrides(corpus), "trainer.max_steps=2", *sweep.split(),
          f"hydra.sweep.dir={sweep_dir}"],
         tmp_path,
@@ -176,7 +131,7 @@ def test_multirun_prints_and_saves_a_comparison_table(corpus, tmp_path, sweep, j
 def test_wandb_without_credentials_runs_offline_and_says_how_to_sync(corpus, tmp_path):
     netrc = tmp_path / "netrc"
     netrc.write_text("")
-    out = run_cli(
+    out = run_script(
         [str(ROOT / "train.py"), *base_overrides(corpus), "logger=wandb", "trainer.fast_dev_run=1"],
         tmp_path,
         env={"WANDB_MODE": "", "WANDB_API_KEY": "", "NETRC": str(netrc), "WANDB_DIR": str(tmp_path)},
@@ -188,8 +143,8 @@ def test_wandb_without_credentials_runs_offline_and_says_how_to_sync(corpus, tmp
 
 
 def test_hard_negatives_reach_the_loss(corpus, tmp_path, monkeypatch):
-    from src.data.datamodule import ParallelPairs
-    from src.data.corpus import load_parallel_corpus
+    from mdr.data.datamodule import ParallelPairs
+    from mdr.formats.parallel import load_parallel_corpus
 
     train_file = write_jsonl(tmp_path / "neg.jsonl", make_rows(40, LANGS, seed=3, negatives=1))
     ds = load_parallel_corpus(train_file, cache_dir=str(tmp_path / "cache"))
@@ -211,7 +166,7 @@ def test_ddp_two_cpu_ranks_plain_and_with_grad_cache(corpus, tmp_path):
     losses = {}
     for name, extra in [("plain", []), ("grad_cache", ["optim.grad_cache_chunk_size=3"])]:
         run_dir = tmp_path / name
-        out = run_cli(
+        out = run_script(
             [str(ROOT / "train.py"), *base_overrides(corpus), "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
              "trainer.max_steps=3", "logger=csv", "trainer.log_every_n_steps=1", f"hydra.run.dir={run_dir}",
              "+model.config_overrides.hidden_dropout_prob=0", "+model.config_overrides.attention_probs_dropout_prob=0",
@@ -231,8 +186,8 @@ def test_ddp_two_cpu_ranks_plain_and_with_grad_cache(corpus, tmp_path):
 
 def test_training_steps_run_in_train_mode(corpus, tmp_path, monkeypatch):
     """from_pretrained hands back a model in eval mode; dropout must be on while fine-tuning."""
-    from src.encoder import Encoder
-    from src.module import BiEncoderModule
+    from mdr.model.encoder import Encoder
+    from mdr.model.module import BiEncoderModule
 
     modes, step, init = [], BiEncoderModule.training_step, Encoder.__init__
 
@@ -253,7 +208,7 @@ def test_training_steps_run_in_train_mode(corpus, tmp_path, monkeypatch):
 
 def test_a_failing_job_does_not_stop_the_sweep_and_the_summary_names_it(corpus, tmp_path):
     sweep_dir = tmp_path / "sweep"
-    out = run_cli(
+    out = run_script(
         [str(ROOT / "train.py"), "-m", *base_overrides(corpus), "trainer.max_steps=2", "sampler=hybrid",
          "sampler.alpha=1.5,0.5", f"hydra.sweep.dir={sweep_dir}"],
         tmp_path,

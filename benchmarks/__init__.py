@@ -1,0 +1,1 @@
+"""Benchmark scripts (run as `python benchmarks/<name>.py`); a package so that tests can import their arithmetic."""

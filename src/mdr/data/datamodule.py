@@ -1,0 +1,231 @@
+"""Training data (config group ``data``): corpus -> sampler -> tokenised batches.
+
+``ParallelDataModule.train_dataloader`` returns a ``ResumableDataLoader`` whose batch sampler is one
+of ``mdr.data.samplers``. A batch is a dict::
+
+    query, passage   tokenised inputs (dynamic padding); passage holds the B positives first, then
+                     B * num_hard_negatives hard negatives (example i's negatives in a block)
+    query_lang, passage_lang   list[str] of length B
+    kind             "xx", "xy" or "mixed": what the sampler drew
+    source           the source corpus's name under ``data.sources``, else None
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import datasets
+import lightning as L
+import numpy as np
+from torch.utils.data import DataLoader
+
+from mdr.data.batch_sampler import DrawnBatch, ParallelBatchSampler
+from mdr.data.index import ParallelIndex
+from mdr.data.samplers import MixtureSampler
+from mdr.errors import ConfigError, DataError
+from mdr.formats.parallel import load_parallel_corpus
+
+# texts and "query" / "passage" -> padded model inputs (``mdr.model.encoder.Tokenization``)
+Tokenize = Callable[[Sequence[str], str], dict[str, Any]]
+
+
+class ParallelPairs:
+    """Map-style dataset over (query_row, passage_row) pairs; fetches a whole batch in one Arrow read."""
+
+    def __init__(self, corpus: datasets.Dataset, num_hard_negatives: int = 0) -> None:
+        self.corpus = corpus
+        self.num_hard_negatives = num_hard_negatives
+
+    def __getitems__(self, pairs: DrawnBatch | Sequence[tuple[int, int]]) -> dict[str, Any]:
+        q_rows = [q for q, _ in pairs]
+        p_rows = [p for _, p in pairs]
+        queries = self.corpus.select_columns(["query", "lang"])[q_rows]
+        p_cols = ["positive", "lang"] + (["negatives"] if self.num_hard_negatives else [])
+        passages = self.corpus.select_columns(p_cols)[p_rows]
+        negatives = []
+        for negs in passages.get("negatives", []):
+            # cycle when an example has fewer than k negatives, so every rank's batch has the same shape
+            negatives.extend(negs[i % len(negs)] for i in range(self.num_hard_negatives))
+        return {
+            "query": queries["query"],
+            "passage": passages["positive"] + negatives,
+            "query_lang": queries["lang"],
+            "passage_lang": passages["lang"],
+            "kind": getattr(pairs, "kind", None),
+            "source": getattr(pairs, "source", None),
+        }
+
+    def __getitem__(self, pair: tuple[int, int]) -> dict[str, Any]:
+        return self.__getitems__([pair])
+
+
+class Collator:
+    """Tokenises a fetched batch (in DataLoader workers when num_workers > 0)."""
+
+    def __init__(self, tokenization: Tokenize) -> None:
+        self.tokenization = tokenization
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **batch,
+            "query": self.tokenization(batch["query"], "query"),
+            "passage": self.tokenization(batch["passage"], "passage"),
+        }
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader whose position inside the epoch is saved in Lightning checkpoints.
+
+    Lightning stores ``state_dict()`` of every train loader that has one and restores it before
+    the resumed epoch starts; the sampler then skips the batches already consumed. Batches are
+    counted as the main process hands them out (not as workers prefetch them).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._consumed = 0
+
+    def __iter__(self):
+        sampler: ParallelBatchSampler = self.batch_sampler
+        self._consumed = sampler._start_step
+        for batch in super().__iter__():
+            self._consumed += 1
+            yield batch
+
+    def state_dict(self) -> dict:
+        return self.batch_sampler.state_dict(consumed=self._consumed)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.batch_sampler.load_state_dict(state)
+
+
+class ParallelDataModule(L.LightningDataModule):
+    """Loads the parallel corpus and serves sampler-driven batches.
+
+    Args:
+        files: corpus file paths/globs (the schema: ``mdr.formats.parallel``).
+        sampler: a callable ``(index, batch_size, rank=, world_size=, seed=) -> ParallelBatchSampler``
+            (Hydra's ``_partial_`` of the ``sampler`` config group).
+        tokenization: from the encoder.
+        batch_size: per rank.
+        languages: restrict the corpus to these languages.
+        num_hard_negatives: hard negatives per example (needs a ``negatives`` field in the data).
+        num_workers: DataLoader workers (tokenisation runs there).
+        seed: sampler seed.
+        sources: instead of ``files``, several corpora mixed with weights:
+            ``{name: {"files": ..., "weight": w, "sampler": optional sampler partial}}``. Each batch
+            comes from one corpus, drawn with p ∝ weight, by that corpus's sampler (default: the
+            ``sampler`` group's); see ``MixtureSampler``. The ``sampler`` group's
+            ``steps_per_epoch`` and ``length_groups`` apply to the mixture as a whole.
+    """
+
+    def __init__(
+        self,
+        files: str | Sequence[str],
+        sampler: Callable[..., ParallelBatchSampler],
+        tokenization: Tokenize,
+        batch_size: int = 32,
+        languages: Sequence[str] | None = None,
+        num_hard_negatives: int = 0,
+        num_workers: int = 0,
+        seed: int = 0,
+        cache_dir: str | None = None,
+        sources: dict[str, dict] | None = None,
+    ) -> None:
+        super().__init__()
+        if (files is None) == (not sources):
+            raise ConfigError("set exactly one of data.files and data.sources")
+        self.files = files
+        self.sources = dict(sources or {})
+        self.source_index: dict[str, ParallelIndex] = {}
+        self.sampler_factory = sampler
+        self.tokenization = tokenization
+        self.batch_size = batch_size
+        self.languages = list(languages) if languages else None
+        self.num_hard_negatives = num_hard_negatives
+        self.num_workers = num_workers
+        self.seed = seed
+        self.cache_dir = cache_dir
+        self.corpus: datasets.Dataset | None = None
+        self.index: ParallelIndex | None = None
+        self._loader: ResumableDataLoader | None = None
+        self._resume_state: dict | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.corpus is not None:
+            return
+        if self.sources:
+            self._setup_sources()
+        else:
+            self.corpus = load_parallel_corpus(self.files, self.languages, cache_dir=self.cache_dir)
+            self.index = ParallelIndex.from_dataset(self.corpus)
+        if self.num_hard_negatives:
+            lengths = self.corpus.data.table.column("negatives").combine_chunks().value_lengths()
+            lacking = sum(1 for n in lengths.to_pylist() if not n)
+            if lacking:
+                raise DataError(
+                    f"data.num_hard_negatives={self.num_hard_negatives} but {lacking} row(s) of {self.files} "
+                    "have no 'negatives'; set data.num_hard_negatives=0 or add negatives"
+                )
+
+    def _setup_sources(self) -> None:
+        """One concatenated corpus; per source an index whose rows point into it."""
+        parts, offset = [], 0
+        for name, spec in self.sources.items():
+            if not isinstance(spec, dict) or "files" not in spec:
+                raise ConfigError(f"data.sources.{name} needs 'files' (and optionally 'weight', 'sampler', 'languages')")
+            ds = load_parallel_corpus(spec["files"], spec.get("languages") or self.languages, cache_dir=self.cache_dir)
+            index = ParallelIndex.from_dataset(ds)
+            index.rows = np.where(index.rows >= 0, index.rows + offset, -1)
+            self.source_index[name] = index
+            parts.append(ds)
+            offset += len(ds)
+        self.corpus = datasets.concatenate_datasets(parts)
+        self.index = next(iter(self.source_index.values()))
+
+    def build_sampler(self, rank: int = 0, world_size: int = 1) -> ParallelBatchSampler:
+        self.setup()
+        if not self.sources:
+            return self.sampler_factory(self.index, self.batch_size, rank=rank, world_size=world_size, seed=self.seed)
+        samplers = {}
+        for name, spec in self.sources.items():
+            factory = spec.get("sampler") or self.sampler_factory
+            try:
+                samplers[name] = factory(self.source_index[name], self.batch_size, rank=rank, world_size=world_size, seed=self.seed)
+            except ConfigError as e:
+                raise ConfigError(f"data.sources.{name}: {e}") from None
+        # the run's sampler options that shape the epoch and the length groups belong to the mixture
+        options = getattr(self.sampler_factory, "keywords", {})
+        return MixtureSampler(samplers, {name: float(spec.get("weight", 1.0)) for name, spec in self.sources.items()},
+                              steps_per_epoch=options.get("steps_per_epoch"), length_groups=options.get("length_groups", 1))
+
+    def train_dataloader(self) -> ResumableDataLoader:
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        self._loader = ResumableDataLoader(
+            ParallelPairs(self.corpus, self.num_hard_negatives),
+            batch_sampler=self.build_sampler(rank, world),
+            collate_fn=Collator(self.tokenization),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            # tokenizers' own threads fight the workers for the CPU cores
+            worker_init_fn=_quiet_tokenizers if self.num_workers else None,
+        )
+        if self._resume_state is not None:
+            self._loader.load_state_dict(self._resume_state)
+        return self._loader
+
+    # Lightning restores the datamodule before it first builds the train loader; its own
+    # loader-state restore comes too late when configure_optimizers has already built the
+    # loader (estimated_stepping_batches), so the sampler position travels through here.
+    def state_dict(self) -> dict:
+        return {"sampler": self._loader.state_dict()} if self._loader is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume_state = state.get("sampler")
+
+
+def _quiet_tokenizers(_: int) -> None:
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"

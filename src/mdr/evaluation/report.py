@@ -1,0 +1,118 @@
+"""Result tables: one row per (run, eval set) with the headline metrics, as Markdown or CSV; the
+X -> Y matrix and the per-language tables; the matrix heatmap.
+
+In:  results in the shape of ``mdr.evaluation.benchmark``.
+Out: strings (Markdown, CSV) and PNG files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+
+from mdr.evaluation.benchmark import per_language
+
+HEADLINE = (
+    ("monolingual_map", "mono mAP"),
+    ("crosslingual_map", "cross mAP"),
+    ("multilingual_map", "multi mAP"),
+    ("rank_distance", "rank dist"),
+    ("same_language_first", "same-lang-1st"),
+    ("ndcg_at_10", "nDCG@10"),
+    ("recall_at_100", "R@100"),
+)
+
+
+def result_rows(results: dict[str, dict], **columns: str) -> list[dict[str, str]]:
+    """Flatten ``{set: metrics}`` into rows; ``columns`` (e.g. run=..., status=...) lead each row."""
+    rows = []
+    for name, metrics in results.items():
+        row = {**columns, "eval set": name}
+        for key, label in HEADLINE:
+            if key not in metrics and label not in ("mono mAP", "cross mAP", "multi mAP"):
+                continue  # only the columns a set has (the mAP columns always, for stable tables)
+            row[label] = _fmt(key, metrics.get(key))
+        rows.append(row)
+    return rows
+
+
+def markdown_table(rows: list[dict[str, str]]) -> str:
+    if not rows:
+        return "(no results)"
+    header = list(rows[0])
+    for row in rows[1:]:
+        header += [k for k in row if k not in header]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(r.get(h, "")) for h in header) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def csv_table(rows: list[dict[str, str]]) -> str:
+    if not rows:
+        return ""
+    header = list(dict.fromkeys(k for r in rows for k in r))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=header)
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def results_report(results: dict[str, dict]) -> str:
+    """The headline table, then per eval set its X -> Y matrix (if any) and per-language metrics."""
+    parts = [markdown_table(result_rows(results))]
+    for name, result in results.items():
+        if "matrix" in result:
+            parts.append(f"{name}: mAP, query language (rows) x pool language (columns)\n{matrix_table(result['matrix'])}")
+        tables = per_language(result)
+        if tables:
+            langs = list(dict.fromkeys(lang for values in tables.values() for lang in values))
+            rows = [{"lang": lang, **{metric: _fmt(metric, values.get(lang)) for metric, values in tables.items()}} for lang in langs]
+            parts.append(f"{name}: per query language\n{markdown_table(rows)}")
+    return "\n\n".join(parts)
+
+
+def _fmt(metric: str, value) -> str:
+    if not isinstance(value, float):
+        return ""
+    return f"{value:.1f}" if metric == "rank_distance" else f"{value:.4f}"
+
+
+def matrix_table(matrix: dict[str, dict[str, float]]) -> str:
+    """The X -> Y mAP matrix (rows: query language, columns: pool language) as Markdown."""
+    langs = list(matrix)
+    lines = ["| query \\ pool | " + " | ".join(langs) + " |", "|" + "---|" * (len(langs) + 1)]
+    for x in langs:
+        lines.append(f"| {x} | " + " | ".join(f"{matrix[x].get(y, float('nan')):.3f}" for y in langs) + " |")
+    return "\n".join(lines)
+
+
+def plot_matrix(matrix: dict[str, dict[str, float]], path: str, title: str = "mAP") -> str:
+    """Save the X -> Y matrix as a heatmap PNG (rows: query language, columns: pool language)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    langs = list(matrix)
+    values = np.array([[matrix[x].get(y, np.nan) for y in langs] for x in langs])
+    fig, ax = plt.subplots(figsize=(1 + 0.6 * len(langs), 0.8 + 0.6 * len(langs)))
+    im = ax.imshow(values, vmin=0, vmax=1, cmap="viridis")
+    ax.set_xticks(range(len(langs)), langs)
+    ax.set_yticks(range(len(langs)), langs)
+    ax.set_xlabel("pool language")
+    ax.set_ylabel("query language")
+    ax.set_title(title)
+    for i in range(len(langs)):
+        for j in range(len(langs)):
+            if not np.isnan(values[i, j]):
+                ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if values[i, j] < 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

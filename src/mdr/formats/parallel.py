@@ -1,0 +1,208 @@
+"""The parallel question-passage schema: reading and validating corpus files.
+
+A corpus is stored in *long* format, one row per (example, language):
+
+    id        str        example id, the same in every language of that example
+    lang      str        language code (any string, e.g. ISO 639-1 "de")
+    query     str        the question in that language
+    positive  str        its relevant passage in that language
+    negatives list[str]  optional hard negatives in that language
+
+Files may be JSON Lines (``.jsonl``), Parquet (``.parquet``) or TSV (``.tsv``, header row
+required; hard negatives go in extra columns whose names start with ``negative``). Any other
+column is ignored. Not every example needs every language.
+
+``load_parallel_corpus`` validates every row (clear error naming file, line and field), and
+writes the rows once to a memory-mapped Hugging Face ``datasets`` Arrow table, so memory does
+not grow with the corpus. Training (``mdr.data``) and held-out evaluation sets
+(``mdr.evaluation.pools.parallel_eval``) both read it.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+from collections.abc import Iterator, Sequence
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mdr.errors import DataError
+
+REQUIRED_FIELDS = ("id", "lang", "query", "positive")
+FEATURES = datasets.Features(
+    {
+        "id": datasets.Value("string"),
+        "lang": datasets.Value("string"),
+        "query": datasets.Value("string"),
+        "positive": datasets.Value("string"),
+        "negatives": datasets.Sequence(datasets.Value("string")),
+    }
+)
+FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".tsv": "tsv"}
+
+
+def resolve_files(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
+    """Expand globs; every pattern must match at least one file."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    files: list[str] = []
+    for pattern in paths:
+        matched = sorted(glob.glob(os.path.expanduser(str(pattern))))
+        if not matched:
+            raise DataError(f"data file not found: {pattern}")
+        files.extend(matched)
+    for f in files:
+        if os.path.splitext(f)[1].lower() not in FORMATS:
+            raise DataError(f"{f}: unknown file type; expected one of {sorted(FORMATS)}")
+    return files
+
+
+def _check_row(row: dict, where: str) -> dict:
+    for field in REQUIRED_FIELDS:
+        if field not in row or row[field] is None:
+            raise DataError(f"{where}: missing field '{field}' (required: {', '.join(REQUIRED_FIELDS)})")
+        value = row[field]
+        if not isinstance(value, str):
+            if field in ("id",) and isinstance(value, int):
+                value = str(value)
+            else:
+                raise DataError(f"{where}: field '{field}' must be a string, got {type(value).__name__}")
+        if not value.strip():
+            raise DataError(f"{where}: empty '{field}' (id={row.get('id')!r}, lang={row.get('lang')!r})")
+        row[field] = value
+    negatives = row.get("negatives") or []
+    if isinstance(negatives, str) or not all(isinstance(n, str) and n.strip() for n in negatives):
+        raise DataError(f"{where}: 'negatives' must be a list of non-empty strings")
+    return {"id": row["id"], "lang": row["lang"], "query": row["query"], "positive": row["positive"], "negatives": list(negatives)}
+
+
+def _jsonl_rows(path: str) -> Iterator[dict]:
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{where}: expected a JSON object per line, got {type(row).__name__}")
+            yield _check_row(row, where)
+
+
+def _tsv_rows(path: str) -> Iterator[dict]:
+    with open(path, encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(reader, None)
+        if header is None:
+            raise DataError(f"{path}: empty TSV file (a header row is required)")
+        missing = [f for f in REQUIRED_FIELDS if f not in header]
+        if missing:
+            raise DataError(f"{path}:1: header lacks column(s) {missing}; found {header}")
+        neg_cols = [i for i, name in enumerate(header) if name.startswith("negative")]
+        for lineno, values in enumerate(reader, 2):
+            if not values:
+                continue
+            where = f"{path}:{lineno}"
+            if len(values) != len(header):
+                raise DataError(f"{where}: {len(values)} tab-separated fields, header has {len(header)}")
+            row = dict(zip(header, values))
+            row["negatives"] = [values[i] for i in neg_cols if values[i]]
+            yield _check_row(row, where)
+
+
+def _parquet_rows(path: str) -> Iterator[dict]:
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise DataError(f"{path}: not a readable Parquet file ({e})") from None
+    names = pf.schema_arrow.names
+    missing = [f for f in REQUIRED_FIELDS if f not in names]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; found {names}")
+    columns = [c for c in (*REQUIRED_FIELDS, "negatives") if c in names]
+    offset = 0
+    for batch in pf.iter_batches(columns=columns, batch_size=8192):
+        for i, row in enumerate(batch.to_pylist()):
+            yield _check_row(row, f"{path}: row {offset + i}")
+        offset += batch.num_rows
+
+
+_READERS = {"jsonl": _jsonl_rows, "tsv": _tsv_rows, "parquet": _parquet_rows}
+
+
+def _generate(files: tuple[str, ...], signature: tuple, languages: tuple[str, ...] | None) -> Iterator[dict]:
+    # `signature` (sizes and mtimes) is unused here; it is part of datasets' cache key so that
+    # an edited file is re-read instead of served from a stale cache.
+    keep = set(languages) if languages else None
+    for path in files:
+        reader = _READERS[FORMATS[os.path.splitext(path)[1].lower()]]
+        for row in reader(path):
+            if keep is None or row["lang"] in keep:
+                yield row
+
+
+def load_parallel_corpus(
+    files: str | Sequence[str],
+    languages: Sequence[str] | None = None,
+    cache_dir: str | None = None,
+) -> datasets.Dataset:
+    """Read, validate and index parallel files into a memory-mapped ``datasets.Dataset``.
+
+    Args:
+        files: paths or glob patterns (JSONL / Parquet / TSV, mixed freely).
+        languages: keep only these languages; each must occur in the data.
+        cache_dir: where ``datasets`` keeps the Arrow table (default: its own cache).
+
+    Returns a Dataset with columns ``id, lang, query, positive, negatives``.
+    Raises DataError naming the file and line of the first bad row, a duplicate (id, lang),
+    or a requested language the data lacks.
+    """
+    paths = resolve_files(files)
+    signature = tuple((os.path.abspath(p), os.path.getsize(p), os.path.getmtime(p)) for p in paths)
+    langs = tuple(sorted(languages)) if languages else None
+    try:
+        ds = datasets.Dataset.from_generator(
+            _generate,
+            # tuples, not lists: datasets would treat lists as shards to split
+            gen_kwargs={"files": tuple(paths), "signature": signature, "languages": langs},
+            features=FEATURES,
+            cache_dir=cache_dir,
+        )
+    except Exception as e:  # datasets wraps generator errors; surface ours as they are
+        cause = e
+        while cause is not None and not isinstance(cause, DataError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            raise cause from None
+        if "corresponds to no data" in str(e):  # datasets' way of saying the generator yielded nothing
+            ds = None
+        else:
+            raise
+    if ds is None or len(ds) == 0:
+        if langs:
+            raise DataError(f"language(s) {list(langs)} requested but absent from {paths}")
+        raise DataError(f"no rows in {paths}")
+    _check_unique(ds, paths)
+    if langs:
+        present = set(ds.unique("lang"))
+        absent = [lang for lang in langs if lang not in present]
+        if absent:
+            raise DataError(f"language(s) {absent} requested but absent from {paths}")
+    return ds
+
+
+def _check_unique(ds: datasets.Dataset, paths: list[str]) -> None:
+    keys = ds.data.table.select(["id", "lang"]).to_pandas()
+    dup = keys.duplicated()
+    if dup.any():
+        first = keys[dup].iloc[0]
+        raise DataError(
+            f"duplicate id {first['id']!r} in language {first['lang']!r} in {paths}: "
+            f"each (id, lang) pair must appear once ({int(dup.sum())} duplicate row(s))"
+        )

@@ -1,0 +1,208 @@
+"""The LightningModule: one shared encoder trained with in-batch InfoNCE.
+
+In:  batches from ``mdr.data.datamodule`` (tokenised queries, positives then hard negatives,
+     languages, and the batch kind the sampler drew).
+Out: logged ``train/loss``, ``train/accuracy`` (in-batch top-1), ``train/temperature``, the learning
+     rate (LearningRateMonitor) and ``sampling/*``: the running share of batch kinds (and, in a
+     mixture, sources) per step, and of query languages and (query, passage) language pairs per
+     example, drawn so far.
+
+Under DDP, passages (and, for the symmetric loss, queries) are gathered from every rank with
+gradients, so each query is scored against the whole global batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from typing import Any
+
+import lightning as L
+import torch
+from transformers import get_linear_schedule_with_warmup
+
+from mdr.errors import ConfigError
+from mdr.model.encoder import Encoder
+from mdr.model.grad_cache import grad_cache_step
+from mdr.model.loss import InfoNCELoss
+
+
+def adamw(model: torch.nn.Module, lr: float, weight_decay: float, fused: bool = True) -> torch.optim.AdamW:
+    """AdamW without weight decay on biases and norms, fused (if ``fused``) where PyTorch has the kernel."""
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for n, p in named if not n.endswith(no_decay)], "weight_decay": weight_decay},
+        {"params": [p for n, p in named if n.endswith(no_decay)], "weight_decay": 0.0},
+    ]
+    # one fused kernel over all parameters instead of a Python loop of per-tensor ops (CPU and CUDA)
+    fused = fused and named[0][1].device.type in ("cuda", "cpu")
+    return torch.optim.AdamW(groups, lr=lr, fused=fused)
+
+
+def training_options(optim: dict, trainer: dict) -> tuple[dict, dict]:
+    """The module's optimisation arguments and the Trainer overrides, from the ``optim`` and
+    ``trainer`` configs.
+
+    GradCache (``optim.grad_cache_chunk_size``) steps the optimizer itself (manual optimisation),
+    so it takes gradient clipping over from the Trainer, and it rules out fp16 loss scaling and
+    gradient accumulation (a larger batch is what it is for).
+    """
+    chunk = optim.get("grad_cache_chunk_size")
+    if not chunk:
+        return dict(optim), {}
+    if str(trainer.get("precision")).startswith("16"):
+        raise ConfigError("optim.grad_cache_chunk_size needs trainer.precision bf16-mixed or 32-true (fp16 loss scaling is not supported)")
+    if int(trainer.get("accumulate_grad_batches") or 1) > 1:
+        raise ConfigError("optim.grad_cache_chunk_size replaces trainer.accumulate_grad_batches: raise data.batch_size instead")
+    return {**optim, "gradient_clip_val": trainer.get("gradient_clip_val")}, {"gradient_clip_val": None}
+
+
+class BiEncoderModule(L.LightningModule):
+    """Args:
+    encoder: the shared query/passage encoder.
+    loss: InfoNCE (temperature, learnable, symmetric).
+    lr, weight_decay: AdamW.
+    warmup_ratio: share of all optimizer steps spent in linear warm-up, then linear decay to 0.
+    seed: dropout randomness of step k is seeded from (seed, k), so a resumed run reproduces the
+        uninterrupted run's losses exactly (a fresh process would otherwise have other RNG state).
+    grad_cache_chunk_size: embed the batch in chunks of this many texts with GradCache
+        (``mdr.model.grad_cache``): the same gradients with the activation memory of one chunk, so a global
+        batch of thousands fits on a small GPU. Uses manual optimisation; ``gradient_clip_val``
+        clips as the Trainer's option would.
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        loss: InfoNCELoss,
+        lr: float = 2e-5,
+        weight_decay: float = 0.01,
+        warmup_ratio: float = 0.1,
+        seed: int = 0,
+        model_config: dict | None = None,
+        grad_cache_chunk_size: int | None = None,
+        gradient_clip_val: float | None = None,
+    ) -> None:
+        super().__init__()
+        if grad_cache_chunk_size is not None and grad_cache_chunk_size < 1:
+            raise ConfigError(f"optim.grad_cache_chunk_size must be a positive integer or null, got {grad_cache_chunk_size}")
+        self.grad_cache_chunk_size = grad_cache_chunk_size
+        self.gradient_clip_val = gradient_clip_val
+        self.automatic_optimization = grad_cache_chunk_size is None
+        self.model_config = model_config  # the resolved `model` config, so export.py can rebuild the encoder
+        self.encoder = encoder
+        self.loss = loss
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.warmup_ratio = warmup_ratio
+        self.seed = seed
+        self.save_hyperparameters(ignore=["encoder", "loss", "model_config"])
+        self.drawn: Counter[str] = Counter()
+
+    def _gather(self, x: torch.Tensor) -> torch.Tensor:
+        if self.trainer is None or self.trainer.world_size == 1:
+            return x
+        return self.all_gather(x, sync_grads=True).flatten(0, 1)
+
+    def on_fit_start(self) -> None:
+        # from_pretrained returns the model in eval mode; fine-tune with its dropout, as HF and
+        # sentence-transformers do (Lightning keeps whatever mode the modules are in)
+        self.train()
+
+    def on_train_epoch_start(self) -> None:
+        self.train()  # again: an evaluation between epochs may have left the encoder in eval mode
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        torch.manual_seed(self.seed * 1_000_003 + self.global_step)
+
+    def _loss(self, q: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rank = self.global_rank if self.trainer is not None else 0
+        # every rank's block is [B positives, B*k negatives]; query i of this rank -> its positive
+        targets = torch.arange(len(q), device=q.device) + rank * p.shape[0]
+        q_all = self._gather(q) if self.loss.symmetric else None
+        return self.loss(q, self._gather(p), targets, q_all=q_all, q_offset=rank * len(q))
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        if self.automatic_optimization:
+            loss, accuracy = self._loss(self.encoder(**batch["query"]), self.encoder(**batch["passage"]))
+        else:
+            loss, accuracy = self._grad_cache_step(batch)
+
+        bs = len(batch["query_lang"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        self.log("train/accuracy", accuracy, prog_bar=True, batch_size=bs)
+        self.log("train/temperature", self.loss.temperature, batch_size=bs)
+        self._log_sampling(batch)
+        return loss
+
+    def _grad_cache_step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        optimizer, scheduler = self.optimizers(), self.lr_schedulers()
+        ddp = self.trainer.strategy.model if self.trainer.world_size > 1 else None
+        # no DDP sync on the many chunk backwards: one all-reduce of the summed gradients instead
+        with ddp.no_sync() if hasattr(ddp, "no_sync") else contextlib.nullcontext():
+            loss, accuracy = grad_cache_step(
+                self.encoder, batch["query"], batch["passage"], self._loss, self.grad_cache_chunk_size,
+                backward=lambda t, g: self.manual_backward(t, gradient=g),
+            )
+        if self.trainer.world_size > 1:
+            for param in self.parameters():
+                if param.grad is not None:
+                    torch.distributed.all_reduce(param.grad)
+                    param.grad /= self.trainer.world_size
+        if self.gradient_clip_val:
+            self.configure_gradient_clipping(optimizer, self.gradient_clip_val, "norm")
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        return loss, accuracy
+
+    def _log_sampling(self, batch: dict[str, Any]) -> None:
+        """Running shares of what the sampler drew (this rank; ranks draw alike by construction)."""
+        self.drawn["steps"] += 1
+        self.drawn[f"kind/{batch['kind']}"] += 1
+        if batch.get("source") is not None:
+            self.drawn[f"source/{batch['source']}"] += 1
+        for q_lang, p_lang in zip(batch["query_lang"], batch["passage_lang"]):
+            self.drawn[f"query_lang/{q_lang}"] += 1
+            self.drawn[f"pair/{q_lang}-{p_lang}"] += 1
+        self.drawn["examples"] += len(batch["query_lang"])
+        if self.trainer is None or (self.global_step + 1) % max(1, self.trainer.log_every_n_steps):
+            return
+        shares = {
+            f"sampling/{k}": v / (self.drawn["steps"] if k.startswith(("kind/", "source/")) else self.drawn["examples"])
+            for k, v in self.drawn.items()
+            if "/" in k
+        }
+        self.log_dict(shares, batch_size=len(batch["query_lang"]))
+
+    def _loss_scaler(self) -> Any:
+        """fp16's GradScaler, if training runs under ``16-mixed`` (bf16 and fp32 have none)."""
+        return getattr(self.trainer.precision_plugin, "scaler", None) if self.trainer is not None else None
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        # Lightning's AMP plugin refuses to clip for an optimizer that unscales internally (fused
+        # AdamW) even under bf16-mixed, where there is no loss scale to undo: without a scaler the
+        # gradients are already true, so clip them here. With fp16's scaler, Lightning unscales first
+        # (configure_optimizers then builds an unfused AdamW).
+        if not gradient_clip_val or self._loss_scaler() is not None:
+            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        if gradient_clip_algorithm == "value":
+            torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
+        else:
+            torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
+
+    def configure_optimizers(self):
+        optimizer = adamw(self, self.lr, self.weight_decay, fused=self._loss_scaler() is None)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(self.warmup_ratio * total), total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["sampling_counts"] = dict(self.drawn)
+        checkpoint["encoder_name_or_path"] = self.encoder.name_or_path
+        checkpoint["model_config"] = self.model_config
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.drawn = Counter(checkpoint.get("sampling_counts", {}))

@@ -1,0 +1,116 @@
+"""What ``train.py``, ``evaluate.py`` and ``export.py`` do, as functions of a composed Hydra config.
+
+In:  a config composed from ``conf/`` (``train.yaml``, ``evaluate.yaml``, ``export.yaml``).
+Out: the evaluation results (``{eval set: results}``) or the exported folder; the run folder
+     holds the checkpoints, ``results.json`` and the logger's files.
+
+These are the recipes that wire the layers together (model, data, evaluation); each layer knows
+nothing of the others. Callable from Python as well: compose a config with Hydra's ``compose``
+after ``mdr.config.register_resolvers()``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.callbacks import LearningRateMonitor
+from omegaconf import DictConfig, OmegaConf
+
+from mdr.cli import output_dir
+from mdr.config import instantiate
+from mdr.evaluation.callback import RetrievalEvalCallback, log_results
+from mdr.evaluation.evaluator import RetrievalEvaluator
+from mdr.evaluation.report import markdown_table, result_rows, results_report
+from mdr.formats.results import RESULTS_FILE, read_json, train_results_path, write_json_atomic
+from mdr.loggers import build_loggers
+from mdr.model.checkpoint import load_checkpoint_encoder
+from mdr.model.encoder import Encoder
+from mdr.model.export import write_sentence_transformers_folder
+from mdr.model.module import BiEncoderModule, training_options
+
+
+def build_evaluator(eval_cfg: DictConfig) -> RetrievalEvaluator:
+    """The ``eval`` group: every benchmark under ``eval.sets``, with the shared options."""
+    sets = {name: instantiate(spec) for name, spec in eval_cfg.sets.items()}
+    return RetrievalEvaluator(sets, batch_size=eval_cfg.batch_size, chunk_size=eval_cfg.chunk_size)
+
+
+def train(cfg: DictConfig) -> dict[str, dict]:
+    """Fit the encoder with the configured sampler, then evaluate; returns the eval results."""
+    L.seed_everything(cfg.seed, workers=True)
+    out = output_dir()
+    encoder: Encoder = instantiate(cfg.model)
+    datamodule = instantiate(cfg.data)(sampler=instantiate(cfg.sampler), tokenization=encoder.tokenization, seed=cfg.seed)
+    datamodule.build_sampler(0, int(cfg.trainer.get("num_nodes", 1) or 1) * _devices(cfg))  # fail fast on bad options
+    module_options, trainer_overrides = training_options(OmegaConf.to_container(cfg.optim, resolve=True),
+                                                         OmegaConf.to_container(cfg.trainer, resolve=True))
+    module = BiEncoderModule(encoder, instantiate(cfg.loss), seed=cfg.seed,
+                             model_config=OmegaConf.to_container(cfg.model, resolve=True), **module_options)
+
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    eval_cb = RetrievalEvalCallback(
+        build_evaluator(cfg.eval),
+        results_path=str(train_results_path(out)),
+        every_n_steps=cfg.eval.every_n_steps,
+        extra={"overrides": overrides},
+    )
+    loggers = build_loggers(cfg, out)
+    callbacks = [
+        instantiate(cfg.checkpoint, dirpath=os.path.dirname(eval_cb.results_path)),
+        eval_cb,
+    ] + ([LearningRateMonitor(logging_interval="step")] if loggers else [])
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, **trainer_overrides)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    if trainer.is_global_zero and eval_cb.results is not None:
+        print("\n" + results_report(eval_cb.results))
+        print(f"\nresults: {eval_cb.results_path}")
+    return eval_cb.results or {}
+
+
+def _devices(cfg: DictConfig) -> int:
+    devices = cfg.trainer.get("devices", 1)
+    if isinstance(devices, int) and devices > 0:
+        return devices
+    if isinstance(devices, str) and devices.isdigit():
+        return int(devices)
+    return max(1, torch.cuda.device_count())  # "auto" / -1
+
+
+def evaluate(cfg: DictConfig) -> dict[str, dict]:
+    """Zero-shot evaluation of ``cfg.model`` (or a trained ``cfg.ckpt``) on ``cfg.eval``."""
+    model_config = OmegaConf.to_container(cfg.model, resolve=True)
+    encoder = load_checkpoint_encoder(cfg.ckpt, model_config)[0] if cfg.get("ckpt") else instantiate(cfg.model)
+    if torch.cuda.is_available():
+        encoder.cuda()
+    results = build_evaluator(cfg.eval)(encoder)
+    out = output_dir()
+    path = os.path.join(out, RESULTS_FILE)
+    write_json_atomic(path, {"model": encoder.name_or_path, "ckpt": cfg.get("ckpt"), "results": results})
+    log_results(build_loggers(cfg, out) or [], results, step=0, out_dir=out)  # also writes the heatmaps
+    print("\n" + results_report(results))
+    print(f"\nresults: {path} (heatmaps: {out}/*_matrix.png)")
+    return results
+
+
+def export_checkpoint(ckpt: str, out: str, model_config: dict | None = None) -> str:
+    """A trained checkpoint -> a sentence-transformers folder whose model card holds the run's
+    evaluation (the ``results.json`` beside the checkpoint, when there is one)."""
+    encoder, model_config = load_checkpoint_encoder(ckpt, model_config)
+    results_file = os.path.join(os.path.dirname(os.path.abspath(ckpt)), RESULTS_FILE)
+    evaluation = None
+    if os.path.isfile(results_file):
+        run = read_json(results_file)
+        evaluation = (f"Step {run.get('step')}; overrides: `{' '.join(run.get('overrides', []))}`\n\n"
+                      + markdown_table(result_rows(run["results"])))
+    return write_sentence_transformers_folder(encoder, model_config, out, evaluation)
+
+
+def export(cfg: DictConfig) -> str:
+    """``export.py ckpt=PATH out=DIR [model=...]``."""
+    model = OmegaConf.to_container(cfg.model, resolve=True) if cfg.model else None
+    out = export_checkpoint(cfg.ckpt, cfg.out, model)
+    print(f"exported {cfg.ckpt} -> {out}")
+    return out
