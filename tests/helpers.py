@@ -76,14 +76,15 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 # -- composed configs and entry points
 
 
-def base_overrides(corpus) -> list[str]:
-    """train.py overrides for a seconds-long run of the tiny model on the `corpus` fixture."""
+def base_overrides(corpus, evaluate: bool = True) -> list[str]:
+    """train.py overrides for a seconds-long run of the tiny model on the `corpus` fixture, evaluated
+    on its held-out file (or not at all)."""
     return [
         "model=tiny",
         "logger=none",
         f"data.files={corpus['train']}",
         f"data.cache_dir={corpus['cache']}",
-        f"eval.sets.demo.files={corpus['eval']}",
+        f"eval.sets.demo.files={corpus['eval']}" if evaluate else "eval=none",
         "data.batch_size=8",
         "trainer.enable_progress_bar=false",
     ]

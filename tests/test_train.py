@@ -202,7 +202,7 @@ def test_training_steps_run_in_train_mode(corpus, tmp_path, monkeypatch):
     monkeypatch.setattr(BiEncoderModule, "training_step", recording_step)
     monkeypatch.setattr(Encoder, "__init__", init_like_from_pretrained)
     monkeypatch.chdir(tmp_path)
-    train(compose_train(base_overrides(corpus) + ["trainer.max_steps=3", "eval.sets={}"]))
+    train(compose_train(base_overrides(corpus, evaluate=False) + ["trainer.max_steps=3"]))
     assert modes == [True] * 3
 
 

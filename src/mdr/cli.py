@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
@@ -38,9 +40,10 @@ def run_cli(fn: Callable[[DictConfig], T], cfg: DictConfig) -> T | None:
         # every mandatory (???) value, checked before any work, named where it is defined
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
         return fn(cfg)
-    except (UserError, MissingMandatoryValue) as e:
-        message = (f"error: {e.full_key} has no value; set it on the command line ({e.full_key}=...)"
-                   if isinstance(e, MissingMandatoryValue) else f"error: {e}")
+    except (UserError, MissingMandatoryValue, InstantiationException, MisconfigurationException) as e:
+        if isinstance(e, InstantiationException) and os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        message = f"error: {one_line(e)}"
         if not multirun:
             raise SystemExit(message) from None
         record_failure(message, message)
@@ -49,6 +52,20 @@ def run_cli(fn: Callable[[DictConfig], T], cfg: DictConfig) -> T | None:
             raise
         record_failure(f"error: {type(e).__name__}: {e}".splitlines()[0], traceback.format_exc())
     return None
+
+
+def one_line(e: Exception) -> str:
+    """The error as one line that names the option or file."""
+    if isinstance(e, MissingMandatoryValue):
+        return f"{e.full_key} has no value; set it on the command line ({e.full_key}=...)"
+    if isinstance(e, InstantiationException):  # a constructor rejected an option's value or type
+        cause = e.__cause__
+        where = f" (options under {e.full_key})" if getattr(e, "full_key", None) else ""
+        return (f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}{where}; "
+                "HYDRA_FULL_ERROR=1 shows the stack trace") if cause else str(e).splitlines()[0]
+    if isinstance(e, MisconfigurationException):
+        return f"Lightning rejects the configuration: {str(e).splitlines()[0]}"
+    return str(e)
 
 
 def record_failure(line: str, details: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import netrc
 import os
+import socket
 from urllib.parse import urlparse
 
 from hydra.core.hydra_config import HydraConfig
@@ -38,15 +39,36 @@ def sweep_name() -> str | None:
     return os.path.basename(os.path.normpath(hc.sweep.dir))
 
 
+WANDB_URL = "https://api.wandb.ai"
+
+
 def _has_wandb_credentials() -> bool:
     """An API key in the environment or in ~/.netrc (where `wandb login` puts it)."""
     if os.environ.get("WANDB_API_KEY"):
         return True
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    host = urlparse(os.environ.get("WANDB_BASE_URL", WANDB_URL)).hostname
     try:
         return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
     except (FileNotFoundError, netrc.NetrcParseError):
         return False
+
+
+def _unreachable(url: str, timeout: float) -> str | None:
+    """Why the W&B server cannot be reached over TCP within ``timeout`` seconds, or None. Behind a
+    proxy only wandb itself can tell, so no probe is made there."""
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    parsed = urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname, port), timeout=timeout).close()
+    except OSError as e:
+        return f"{parsed.hostname}:{port}: {e.strerror or type(e).__name__}"
+    return None
+
+
+def _offline_line(save_dir: str, why: str) -> str:
+    return f"W&B: {why}, logging offline to {save_dir}/wandb; upload later with: wandb sync {save_dir}/wandb/offline-run-*"
 
 
 def wandb_logger(
@@ -56,23 +78,43 @@ def wandb_logger(
     entity: str | None = None,
     group: str | None = None,
     tags: list[str] | None = None,
+    init_timeout: float = 30.0,
 ):
+    """A W&B logger that never loses the run: without credentials, without a reachable server, or
+    when starting the online run fails (bad key, timeout), it logs offline and says so in one line
+    with the command that uploads the run later. The online run is started here, before training."""
+    import wandb
     from lightning.pytorch.loggers import WandbLogger
 
+    if os.environ.get("WANDB_MODE") == "":
+        del os.environ["WANDB_MODE"]  # set but empty: wandb rejects it, we read it as "not set"
     mode = os.environ.get("WANDB_MODE", "").lower()
-    offline = mode in ("offline", "dryrun") or (mode != "disabled" and not _has_wandb_credentials())
-    if offline and mode not in ("offline", "dryrun"):
-        print(
-            f"W&B: no credentials found, logging offline to {save_dir}/wandb; "
-            f"upload later with: wandb sync {save_dir}/wandb/offline-run-*"
-        )
+    offline = mode in ("offline", "dryrun")
+    why = None
+    if not offline and not _has_wandb_credentials():
+        why = "no credentials found"
+    elif not offline:
+        url = os.environ.get("WANDB_BASE_URL", WANDB_URL)
+        reason = _unreachable(url, timeout=min(5.0, init_timeout))
+        why = f"cannot reach {url} ({reason})" if reason else None
     os.makedirs(save_dir, exist_ok=True)
-    return WandbLogger(
-        save_dir=save_dir,
-        project=project,
-        name=name,
-        entity=entity,
-        group=group or sweep_name(),
-        tags=list(tags or []),
-        offline=offline,
-    )
+
+    def make(offline: bool) -> WandbLogger:
+        return WandbLogger(save_dir=save_dir, project=project, name=name, entity=entity, group=group or sweep_name(),
+                           tags=list(tags or []), offline=offline, settings=wandb.Settings(init_timeout=init_timeout))
+
+    if mode == "disabled":  # wandb.init hands out a no-op run by itself
+        return make(offline=False)
+    if offline or why:
+        if why:
+            print(_offline_line(save_dir, why))
+        return make(offline=True)
+    logger = make(offline=False)
+    try:
+        logger.experiment  # wandb.init now: a failure falls back to offline before any training
+    except Exception as e:  # noqa: BLE001 - CommError, AuthenticationError, UsageError, timeouts: all mean "not online"
+        wandb.finish(exit_code=1)
+        wandb.teardown()  # forget the online settings: the offline run starts afresh
+        print(_offline_line(save_dir, f"could not start an online run ({type(e).__name__}: {str(e).splitlines()[0][:200]})"))
+        logger = make(offline=True)
+    return logger

@@ -1,9 +1,10 @@
 """A Hydra callback that prints and saves one comparison table at the end of a multirun.
 
 It reads each job's ``results.json`` (written by the end-of-training evaluation) and the job's
-overrides, and writes ``summary.md`` and ``summary.csv`` into the sweep folder. Jobs without
-results are listed as failed, with the first line of their ``failed.txt`` when they wrote one, so
-one broken job is visible rather than silently missing; the sweep then exits with status 1.
+overrides, and writes ``summary.md`` and ``summary.csv`` into the sweep folder. Jobs without final
+results (or with a ``failed.txt``: a diverged run may have left a mid-training evaluation behind)
+are listed as failed, with the first line of their ``failed.txt`` when they wrote one, so one
+broken job is visible rather than silently missing; the sweep then exits with status 1.
 """
 
 from __future__ import annotations
@@ -28,14 +29,14 @@ def summarize_sweep(sweep_dir: str | Path) -> list[dict[str, str]]:
         overrides_file = job / ".hydra" / "overrides.yaml"
         overrides = OmegaConf.load(overrides_file) if overrides_file.exists() else []
         run = " ".join(str(o) for o in overrides) or job.name
-        results_file = train_results_path(job)
-        if not results_file.exists():
-            failed = job / FAILED_FILE
-            reason = failed.read_text().splitlines()[0] if failed.exists() else "no results.json"
+        results_file, failed = train_results_path(job), job / FAILED_FILE
+        run_record = read_json(results_file) if results_file.exists() else None
+        if failed.exists() or run_record is None or not run_record.get("final", True):
+            reason = (failed.read_text().splitlines()[0] if failed.exists() else
+                      "no results.json" if run_record is None else f"no final results; last evaluated at step {run_record.get('step')}")
             rows.append({"job": job.name, "run": run, "status": f"failed ({reason.replace('|', '/')})"})
             continue
-        results = read_json(results_file)["results"]
-        rows.extend(result_rows(results, job=job.name, run=run, status="ok"))
+        rows.extend(result_rows(run_record["results"], job=job.name, run=run, status="ok"))
     return rows
 
 

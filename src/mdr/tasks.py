@@ -11,22 +11,26 @@ after ``mdr.config.register_resolvers()``.
 
 from __future__ import annotations
 
+import glob
 import os
 
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from mdr.cli import output_dir
 from mdr.config import instantiate
+from mdr.errors import ConfigError, NumericalError
 from mdr.evaluation.callback import RetrievalEvalCallback, log_results
 from mdr.evaluation.evaluator import RetrievalEvaluator
 from mdr.evaluation.report import markdown_table, result_rows, results_report
 from mdr.formats.results import RESULTS_FILE, read_json, train_results_path, write_json_atomic
 from mdr.loggers import build_loggers
-from mdr.model.checkpoint import load_checkpoint_encoder
+from mdr.model.checkpoint import AtomicCheckpointIO, load_checkpoint_encoder, read_checkpoint, resume_checkpoint, weights_mismatch
 from mdr.model.encoder import Encoder
 from mdr.model.export import write_sentence_transformers_folder
 from mdr.model.module import BiEncoderModule, training_options
@@ -57,17 +61,46 @@ def train(cfg: DictConfig) -> dict[str, dict]:
         every_n_steps=cfg.eval.every_n_steps,
         extra={"overrides": overrides},
     )
+    ckpt_dir = os.path.dirname(eval_cb.results_path)
+    ckpt_path = resume_checkpoint(cfg.ckpt_path)
+    if ckpt_path and os.path.isfile(ckpt_path):
+        check_resumable(ckpt_path, module)
     loggers = build_loggers(cfg, out)
     callbacks = [
-        instantiate(cfg.checkpoint, dirpath=os.path.dirname(eval_cb.results_path)),
+        instantiate(cfg.checkpoint, dirpath=ckpt_dir),
         eval_cb,
     ] + ([LearningRateMonitor(logging_interval="step")] if loggers else [])
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, **trainer_overrides)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    trainer = build_trainer(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()], **trainer_overrides)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except NumericalError as e:
+        kept = max(glob.glob(os.path.join(ckpt_dir, "*.ckpt")), key=os.path.getmtime, default=None)
+        raise NumericalError(f"{e}; {f'last checkpoint kept: {kept}' if kept else 'no checkpoint was written'}") from None
     if trainer.is_global_zero and eval_cb.results is not None:
         print("\n" + results_report(eval_cb.results))
         print(f"\nresults: {eval_cb.results_path}")
     return eval_cb.results or {}
+
+
+def build_trainer(trainer_cfg: DictConfig, **kwargs) -> L.Trainer:
+    """The ``trainer`` group as a Lightning Trainer; an option Lightning rejects is one ConfigError."""
+    try:
+        return instantiate(trainer_cfg, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, (MisconfigurationException, ValueError, TypeError)):
+            raise ConfigError(f"trainer: {str(cause).splitlines()[0]}") from None
+        raise
+
+
+def check_resumable(ckpt_path: str, module: BiEncoderModule) -> None:
+    """The checkpoint's weights must fit the configured model, before Lightning tries to load them."""
+    state = read_checkpoint(ckpt_path, option="ckpt_path")
+    unused_pooler = "encoder.idle_pooler." if module.encoder.idle_pooler is not None else ""
+    problem = weights_mismatch(state["state_dict"], module.state_dict(), optional=unused_pooler)
+    if problem:
+        raise ConfigError(f"ckpt_path: {ckpt_path} was trained from {state.get('encoder_name_or_path')!r} and does not "
+                          f"fit model={module.encoder.name_or_path!r} ({problem}); resume with the options it was trained with")
 
 
 def _devices(cfg: DictConfig) -> int:

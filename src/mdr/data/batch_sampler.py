@@ -37,7 +37,7 @@ import numpy as np
 from torch.utils.data import Sampler
 
 from mdr.data.index import ParallelIndex
-from mdr.errors import ConfigError
+from mdr.errors import ConfigError, require_number
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +114,13 @@ class ParallelBatchSampler(Sampler[DrawnBatch]):
         temperature: float = 1.0,
         length_groups: int = 1,
     ) -> None:
-        if batch_size < 1:
-            raise ConfigError(f"batch size must be >= 1, got {batch_size}")
+        require_number("data.batch_size", batch_size, low=1, integer=True)
+        require_number("sampler.temperature", temperature, low=0)
+        require_number("sampler.length_groups", length_groups, low=1, integer=True)
+        if steps_per_epoch is not None:
+            require_number("sampler.steps_per_epoch", steps_per_epoch, low=1, integer=True)
         if not 0 <= rank < world_size:
             raise ConfigError(f"rank {rank} outside world size {world_size}")
-        if temperature < 0:
-            raise ConfigError(f"sampler.temperature must be >= 0, got {temperature}")
-        if length_groups < 1:
-            raise ConfigError(f"sampler.length_groups must be >= 1, got {length_groups}")
         self.index = index
         self.batch_size = batch_size
         self.global_batch = batch_size * world_size

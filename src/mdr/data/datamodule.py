@@ -13,7 +13,7 @@ of ``mdr.data.samplers``. A batch is a dict::
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import datasets
@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from mdr.data.batch_sampler import DrawnBatch, ParallelBatchSampler
 from mdr.data.index import ParallelIndex
 from mdr.data.samplers import MixtureSampler
-from mdr.errors import ConfigError, DataError
+from mdr.errors import ConfigError, DataError, require_number
 from mdr.formats.parallel import load_parallel_corpus
 
 # texts and "query" / "passage" -> padded model inputs (``mdr.model.encoder.Tokenization``)
@@ -135,6 +135,9 @@ class ParallelDataModule(L.LightningDataModule):
         sources: dict[str, dict] | None = None,
     ) -> None:
         super().__init__()
+        require_number("data.batch_size", batch_size, low=1, integer=True)
+        require_number("data.num_hard_negatives", num_hard_negatives, low=0, integer=True)
+        require_number("data.num_workers", num_workers, low=0, integer=True)
         if (files is None) == (not sources):
             raise ConfigError("set exactly one of data.files and data.sources")
         self.files = files
@@ -174,7 +177,7 @@ class ParallelDataModule(L.LightningDataModule):
         """One concatenated corpus; per source an index whose rows point into it."""
         parts, offset = [], 0
         for name, spec in self.sources.items():
-            if not isinstance(spec, dict) or "files" not in spec:
+            if not isinstance(spec, Mapping) or "files" not in spec:
                 raise ConfigError(f"data.sources.{name} needs 'files' (and optionally 'weight', 'sampler', 'languages')")
             ds = load_parallel_corpus(spec["files"], spec.get("languages") or self.languages, cache_dir=self.cache_dir)
             index = ParallelIndex.from_dataset(ds)

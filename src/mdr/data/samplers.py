@@ -30,7 +30,7 @@ import numpy as np
 
 from mdr.data.batch_sampler import Batch, ParallelBatchSampler
 from mdr.data.index import ParallelIndex
-from mdr.errors import ConfigError
+from mdr.errors import ConfigError, require_number
 
 
 class XXSampler(ParallelBatchSampler):
@@ -84,8 +84,7 @@ class HybridSampler(ParallelBatchSampler):
     """Hybrid batches: X-X with probability ``alpha``, else X-Y (both drawn as above)."""
 
     def __init__(self, index: ParallelIndex, batch_size: int, alpha: float = 0.5, **kwargs) -> None:
-        if not 0.0 <= alpha <= 1.0:
-            raise ConfigError(f"sampler.alpha must be in [0, 1], got {alpha}")
+        require_number("sampler.alpha", alpha, low=0, high=1)
         super().__init__(index, batch_size, **kwargs)
         self.alpha = alpha
         # alpha = 0 or 1 degenerates to pure X-Y / X-X, which need not be constructible otherwise

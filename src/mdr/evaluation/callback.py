@@ -47,6 +47,12 @@ def log_results(loggers, results: dict[str, dict], step: int, out_dir: str) -> N
 
 
 class RetrievalEvalCallback(L.Callback):
+    """Evaluates ``pl_module.encoder`` every ``every_n_steps`` optimizer steps and at the end of fit.
+
+    Counted in optimizer steps: with gradient accumulation a step spans several batches and is
+    evaluated once, after its update. The final evaluation reuses a periodic one made at the same step.
+    """
+
     def __init__(self, evaluator: RetrievalEvaluator, results_path: str, every_n_steps: int | None = None,
                  extra: dict | None = None) -> None:
         self.evaluator = evaluator
@@ -54,18 +60,22 @@ class RetrievalEvalCallback(L.Callback):
         self.every_n_steps = every_n_steps
         self.extra = extra or {}
         self.results: dict[str, dict] | None = None
+        self.evaluated_step: int | None = None
 
     def _run(self, trainer: L.Trainer, pl_module: L.LightningModule, final: bool) -> None:
+        step = trainer.global_step
         if trainer.is_global_zero:
-            results = self.evaluator(pl_module.encoder)
-            log_results(trainer.loggers, results, trainer.global_step, os.path.dirname(self.results_path))
-            self.results = results
-            payload = {"step": trainer.global_step, "final": final, **self.extra, "results": results}
+            if self.evaluated_step != step or self.results is None:
+                self.results = self.evaluator(pl_module.encoder)
+                log_results(trainer.loggers, self.results, step, os.path.dirname(self.results_path))
+            payload = {"step": step, "final": final, **self.extra, "results": self.results}
             write_json_atomic(self.results_path, payload)
+        self.evaluated_step = step
         trainer.strategy.barrier("retrieval_eval")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+        step = trainer.global_step  # optimizer steps done so far
+        if self.every_n_steps and step > 0 and step % self.every_n_steps == 0 and step != self.evaluated_step:
             self._run(trainer, pl_module, final=False)
 
     def on_train_end(self, trainer, pl_module) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from mdr.errors import DataError
 from mdr.evaluation.pools import EvalSet, relevance_by_id
 from mdr.formats.hub import from_hub
+from mdr.formats.text import read_text
 
 # XQuAD-R beside the checkout, as conf/eval/xquad_r.yaml expects it by default (benchmarks, tests)
 DEFAULT_XQUAD_R = Path(__file__).resolve().parents[4] / "shared" / "data" / "xquad-r"
@@ -157,8 +158,7 @@ def _field(obj: dict, key: str, where: str):
 
 def _lareqa_paragraphs(file: str):
     try:
-        with open(file, encoding="utf-8") as fh:
-            doc = json.load(fh)
+        doc = json.loads(read_text(file))
     except json.JSONDecodeError as e:
         raise DataError(f"{file}: not valid JSON ({e.msg} at line {e.lineno})") from None
     for a, article in enumerate(_field(doc, "data", file)):

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from mdr.errors import DataError
-from mdr.evaluation.benchmark import EvalOptions, TextEncoder
+from mdr.evaluation.benchmark import EvalOptions, TextEncoder, finite_embeddings
 from mdr.evaluation.metrics import ndcg_at_k, recall_at_k
 from mdr.formats.miracl import annotation_file, corpus_dir, qrels_file, read_corpus, read_qrels, read_topics, topics_file
 
@@ -84,10 +84,11 @@ class MiraclEval:
                 with open(emb_file, "wb") as out:
                     for block in _blocks(self._passages(lang, judged), self.block_size):
                         docids.extend(d for d, _ in block)
-                        out.write(encoder.encode([t for _, t in block], "passage", batch_size).numpy().tobytes())
+                        emb = finite_embeddings(encoder.encode([t for _, t in block], "passage", batch_size), self.name, "passages")
+                        out.write(emb.numpy().tobytes())
                 if not docids:
                     raise DataError(f"eval set {self.name!r}: the {lang} corpus is empty")
-                q = encoder.encode([self.topics[lang][x] for x in qids], "query", batch_size).numpy()
+                q = finite_embeddings(encoder.encode([self.topics[lang][x] for x in qids], "query", batch_size), self.name, "queries").numpy()
                 t_encode += time.perf_counter() - t1
                 pool = np.memmap(emb_file, dtype=np.float32, mode="r", shape=(len(docids), q.shape[1]))
                 blocks = (np.ascontiguousarray(pool[i : i + self.block_size]) for i in range(0, len(docids), self.block_size))

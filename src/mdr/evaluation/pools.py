@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from mdr.errors import DataError
-from mdr.evaluation.benchmark import EvalOptions, TextEncoder, headline_metrics
+from mdr.evaluation.benchmark import EvalOptions, TextEncoder, finite_embeddings, headline_metrics
 from mdr.evaluation.metrics import average_precision, full_pool_ranks, rank_distance
 from mdr.formats.parallel import load_parallel_corpus
 
@@ -70,8 +70,9 @@ class EvalSet:
         """Encode each unique text once, then score every setting and the bias metrics."""
         t0 = time.perf_counter()
         device = next(encoder.parameters()).device
-        q = encode_unique(encoder, self.query_text, "query", options.batch_size).to(device)
-        c = encode_unique(encoder, self.cand_text, "passage", options.batch_size).to(device)
+        q = finite_embeddings(encode_unique(encoder, self.query_text, "query", options.batch_size), self.name, "queries")
+        c = finite_embeddings(encode_unique(encoder, self.cand_text, "passage", options.batch_size), self.name, "candidates")
+        q, c = q.to(device), c.to(device)
         t_encode = time.perf_counter() - t0
         result = score_embeddings(self, q, c, options.chunk_size)
         result["encode_seconds"] = t_encode

@@ -11,7 +11,6 @@ topics). ``path`` / ``corpus_path`` None means: download from the hub (cached).
 from __future__ import annotations
 
 import glob
-import gzip
 import json
 import os
 from collections import defaultdict
@@ -19,6 +18,7 @@ from collections.abc import Iterator
 
 from mdr.errors import DataError
 from mdr.formats.hub import hub_or_local
+from mdr.formats.text import text_lines
 
 TOPICS_REPO, CORPUS_REPO = "miracl/miracl", "miracl/miracl-corpus"
 
@@ -48,28 +48,26 @@ def corpus_dir(lang: str, corpus_path: str | None, option: str = "eval.corpus_pa
 def read_topics(file: str) -> dict[str, str]:
     """qid -> query text."""
     topics = {}
-    with open(file, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) != 2 or not parts[1].strip():
-                raise DataError(f"{file}:{lineno}: expected 'qid<TAB>query', got {len(parts)} field(s)")
-            topics[parts[0]] = parts[1]
+    for lineno, line in text_lines(file):
+        if not line.strip():
+            continue
+        parts = line.rstrip("\n").split("\t")
+        if len(parts) != 2 or not parts[1].strip():
+            raise DataError(f"{file}:{lineno}: expected 'qid<TAB>query', got {len(parts)} field(s)")
+        topics[parts[0]] = parts[1]
     return topics
 
 
 def read_qrels(file: str) -> dict[str, dict[str, int]]:
     """qid -> {docid: graded relevance} (judged non-relevant passages have 0)."""
     qrels: dict[str, dict[str, int]] = defaultdict(dict)
-    with open(file, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            parts = line.split()
-            if len(parts) != 4 or not parts[3].lstrip("-").isdigit():
-                raise DataError(f"{file}:{lineno}: expected 'qid Q0 docid relevance', got {line.strip()!r}")
-            qrels[parts[0]][parts[2]] = int(parts[3])
+    for lineno, line in text_lines(file):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 4 or not parts[3].lstrip("-").isdigit():
+            raise DataError(f"{file}:{lineno}: expected 'qid Q0 docid relevance', got {line.strip()!r}")
+        qrels[parts[0]][parts[2]] = int(parts[3])
     return dict(qrels)
 
 
@@ -80,11 +78,9 @@ def read_corpus(folder: str) -> Iterator[tuple[str, str, str]]:
     if not files:
         raise DataError(f"no docs-*.jsonl.gz files in {folder}")
     for file in files:
-        opener = gzip.open if file.endswith(".gz") else open
-        with opener(file, "rt", encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                try:
-                    doc = json.loads(line)
-                    yield doc["docid"], doc.get("title") or "", doc["text"]
-                except (json.JSONDecodeError, KeyError, TypeError) as e:
-                    raise DataError(f"{file}:{lineno}: not a MIRACL passage ({type(e).__name__}: {e})") from None
+        for lineno, line in text_lines(file):
+            try:
+                doc = json.loads(line)
+                yield doc["docid"], doc.get("title") or "", doc["text"]
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise DataError(f"{file}:{lineno}: not a MIRACL passage ({type(e).__name__}: {e})") from None

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mdr.errors import DataError
+from mdr.formats.text import text_lines
 
 REQUIRED_FIELDS = ("id", "lang", "query", "positive")
 FEATURES = datasets.Features(
@@ -81,39 +82,37 @@ def _check_row(row: dict, where: str) -> dict:
 
 
 def _jsonl_rows(path: str) -> Iterator[dict]:
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{where}: expected a JSON object per line, got {type(row).__name__}")
-            yield _check_row(row, where)
+    for lineno, line in text_lines(path):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{where}: expected a JSON object per line, got {type(row).__name__}")
+        yield _check_row(row, where)
 
 
 def _tsv_rows(path: str) -> Iterator[dict]:
-    with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
-        if header is None:
-            raise DataError(f"{path}: empty TSV file (a header row is required)")
-        missing = [f for f in REQUIRED_FIELDS if f not in header]
-        if missing:
-            raise DataError(f"{path}:1: header lacks column(s) {missing}; found {header}")
-        neg_cols = [i for i, name in enumerate(header) if name.startswith("negative")]
-        for lineno, values in enumerate(reader, 2):
-            if not values:
-                continue
-            where = f"{path}:{lineno}"
-            if len(values) != len(header):
-                raise DataError(f"{where}: {len(values)} tab-separated fields, header has {len(header)}")
-            row = dict(zip(header, values))
-            row["negatives"] = [values[i] for i in neg_cols if values[i]]
-            yield _check_row(row, where)
+    reader = csv.reader((line for _, line in text_lines(path, newline="")), delimiter="\t", quoting=csv.QUOTE_NONE)
+    header = next(reader, None)
+    if header is None:
+        raise DataError(f"{path}: empty TSV file (a header row is required)")
+    missing = [f for f in REQUIRED_FIELDS if f not in header]
+    if missing:
+        raise DataError(f"{path}:1: header lacks column(s) {missing}; found {header}")
+    neg_cols = [i for i, name in enumerate(header) if name.startswith("negative")]
+    for lineno, values in enumerate(reader, 2):
+        if not values:
+            continue
+        where = f"{path}:{lineno}"
+        if len(values) != len(header):
+            raise DataError(f"{where}: {len(values)} tab-separated fields, header has {len(header)}")
+        row = dict(zip(header, values))
+        row["negatives"] = [values[i] for i in neg_cols if values[i]]
+        yield _check_row(row, where)
 
 
 def _parquet_rows(path: str) -> Iterator[dict]:

@@ -1,39 +1,139 @@
-"""Trained encoders from Lightning checkpoints written by ``train.py``.
+"""Checkpoints: written atomically, checked before use, and turned back into trained encoders.
 
-In:  a checkpoint path and, optionally, a resolved ``model`` config (default: the one the
-     checkpoint carries, stored by ``BiEncoderModule.on_save_checkpoint``).
-Out: the encoder with the trained weights, in eval mode, and the model config it was built from.
+- ``AtomicCheckpointIO`` (Lightning plugin): each checkpoint goes to a temporary file beside its
+  destination, is flushed to disk and renamed into place, so a process killed mid-write leaves the
+  previous checkpoint intact. (Lightning's own writer stages the file in the system temp folder and
+  moves it; when that folder is on another filesystem, the move copies over the old file in place.)
+- ``checkpoint_problem`` / ``resume_checkpoint``: a truncated or corrupt checkpoint is detected
+  (checkpoints are zip archives with a checksum per entry) before Lightning reads it; at resume the
+  newest intact checkpoint beside a damaged one is used instead, and the switch is logged.
+- ``load_checkpoint_encoder``: the trained encoder of a checkpoint, for ``evaluate.py`` and ``export.py``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
+import logging
 import os
+import zipfile
+from typing import Any
 
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from mdr.errors import ConfigError
 from mdr.model.encoder import Encoder
 
+log = logging.getLogger(__name__)
+LIGHTNING_CKPT_KEYWORDS = ("last", "best", "hpc", "registry")  # ckpt_path values Lightning resolves itself
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write to ``.<name>.partial-<pid>`` in the same folder, fsync, rename over ``<name>``; partial
+    files a killed process left behind are removed at the next write."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        path = os.fspath(path)
+        folder, name = os.path.split(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        partial = os.path.join(folder, f".{name}.partial-{os.getpid()}")
+        for stale in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.partial-*")):
+            with contextlib.suppress(FileNotFoundError):  # left by a process killed mid-write
+                os.remove(stale)
+        try:
+            with open(partial, "wb") as fh:
+                torch.save(checkpoint, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(partial, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(partial)
+            raise
+
+
+def checkpoint_problem(path: str) -> str | None:
+    """What is wrong with the checkpoint file ``path`` (missing, empty, truncated, a failed
+    checksum), or None if it is intact. Reads the whole file once."""
+    if not os.path.isfile(path):
+        return "no such file"
+    if os.path.getsize(path) == 0:
+        return "empty file"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except zipfile.BadZipFile as e:
+        return f"truncated or not a checkpoint: {e}"
+    except (OSError, EOFError, RuntimeError) as e:
+        return f"unreadable: {type(e).__name__}: {e}"
+    return f"corrupt: {bad} fails its checksum" if bad else None
+
+
+def resume_checkpoint(ckpt_path: str | None) -> str | None:
+    """The checkpoint to resume from: ``ckpt_path`` if it is intact; if it is damaged, the newest
+    intact checkpoint in the same folder (logged); otherwise one error naming what is wrong."""
+    if ckpt_path is None or ckpt_path in LIGHTNING_CKPT_KEYWORDS:
+        return ckpt_path
+    if not os.path.isfile(ckpt_path):
+        raise ConfigError(f"ckpt_path: checkpoint not found: {ckpt_path}")
+    problem = checkpoint_problem(ckpt_path)
+    if problem is None:
+        return ckpt_path
+    siblings = [p for p in glob.glob(os.path.join(os.path.dirname(os.path.abspath(ckpt_path)), "*.ckpt"))
+                if not os.path.samefile(p, ckpt_path)]
+    for other in sorted(siblings, key=os.path.getmtime, reverse=True):
+        if checkpoint_problem(other) is None:
+            log.warning("checkpoint %s is damaged (%s); resuming from the newest intact checkpoint beside it: %s",
+                        ckpt_path, problem, other)
+            return other
+    raise ConfigError(f"ckpt_path: {ckpt_path} is damaged ({problem}) and no intact checkpoint lies beside it"
+                      + (f" ({len(siblings)} other(s) damaged too)" if siblings else ""))
+
+
+def read_checkpoint(ckpt: str, option: str = "ckpt") -> dict:
+    """The checkpoint's contents (tensors memory-mapped, not read), or one error naming the file."""
+    if not os.path.isfile(ckpt):
+        raise ConfigError(f"checkpoint not found: {ckpt}")
+    problem = checkpoint_problem(ckpt)
+    if problem:
+        raise ConfigError(f"{option}: checkpoint {ckpt} is damaged ({problem})")
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as e:  # noqa: BLE001 - unpickling errors of any kind: not one of our checkpoints
+        raise ConfigError(f"{option}: cannot read checkpoint {ckpt} ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    if not isinstance(state, dict) or "state_dict" not in state:
+        raise ConfigError(f"{option}: {ckpt} is not a checkpoint written by train.py (no state_dict)")
+    return state
+
+
+def weights_mismatch(saved: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], optional: str = "") -> str | None:
+    """How ``saved`` weights fail to fit ``expected`` ones (missing, unexpected, other shapes), or
+    None. Missing keys starting with ``optional`` (when given) are allowed."""
+    missing = [k for k in expected if k not in saved and not (optional and k.startswith(optional))]
+    unexpected = [k for k in saved if k not in expected]
+    shapes = [k for k in saved if k in expected and tuple(saved[k].shape) != tuple(expected[k].shape)]
+    if not (missing or unexpected or shapes):
+        return None
+    return f"{len(missing)} missing, {len(unexpected)} unexpected, {len(shapes)} of another shape"
+
 
 def load_checkpoint_encoder(ckpt: str, model_config: dict | None = None) -> tuple[Encoder, dict]:
     """The trained encoder of ``ckpt``; built from the checkpoint's own model config unless given."""
-    if not os.path.isfile(ckpt):
-        raise ConfigError(f"checkpoint not found: {ckpt}")
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state = read_checkpoint(ckpt)
     model_config = model_config or state.get("model_config")
     if not model_config:
         raise ConfigError(f"{ckpt} has no model config (written by an older version); pass model=<the model it was trained with>")
     encoder: Encoder = instantiate(model_config)
     weights = {k[len("encoder."):]: v for k, v in state["state_dict"].items() if k.startswith("encoder.")}
-    try:
-        missing, unexpected = encoder.load_state_dict(weights, strict=False)
-    except RuntimeError as e:  # shape mismatches
-        missing, unexpected = [str(e).splitlines()[0]], []
-    if missing or unexpected or not weights:
+    # an unused pooler head is kept frozen; checkpoints of older versions have none
+    unused_pooler = "idle_pooler." if encoder.idle_pooler is not None else ""
+    problem = weights_mismatch(weights, encoder.state_dict(), optional=unused_pooler) if weights else "no encoder weights"
+    if problem:
         raise ConfigError(
             f"checkpoint {ckpt} was trained from {state.get('encoder_name_or_path')!r} and does not fit model="
-            f"{encoder.name_or_path!r} ({len(missing)} missing, {len(unexpected)} unexpected weights); "
-            "pass the model option it was trained with"
+            f"{encoder.name_or_path!r} ({problem}); pass the model option it was trained with"
         )
+    encoder.load_state_dict(weights, strict=False)
     return encoder.eval(), model_config

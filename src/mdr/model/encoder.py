@@ -123,14 +123,30 @@ class Encoder(nn.Module):
             raise _load_error(name_or_path, e) from None
         if pooling == "pooler" and getattr(self.model, "pooler", None) is None:
             raise ConfigError(f"model.pooling=pooler but {name_or_path!r} has no pooler head; use cls or mean")
+        # an unused pooler head gets no gradient, which DDP rejects: it is taken out of the model (not
+        # computed, not optimised) but kept, frozen, so that an export carries it and loads in
+        # transformers without "newly initialized" weights (see ``with_idle_pooler``)
+        self.idle_pooler = None
         if pooling != "pooler" and getattr(self.model, "pooler", None) is not None:
-            # an unused head gets no gradient, which DDP rejects (and it would waste optimizer state)
+            self.idle_pooler = self.model.pooler.requires_grad_(False)
             self.model.pooler = None
         if gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
         self.tokenization = Tokenization(
             tokenizer, query_prefix, passage_prefix, query_max_length, passage_max_length
         )
+
+    @contextlib.contextmanager
+    def with_idle_pooler(self):
+        """The model with its unused pooler head put back in place, e.g. to save it."""
+        if self.idle_pooler is None:
+            yield self.model
+            return
+        self.model.pooler = self.idle_pooler
+        try:
+            yield self.model
+        finally:
+            self.model.pooler = None
 
     @property
     def dim(self) -> int:

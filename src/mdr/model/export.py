@@ -26,7 +26,8 @@ def write_sentence_transformers_folder(encoder: Encoder, model_config: dict, out
 
     hf_dir = os.path.join(out, "0_Transformer")
     pooler = encoder.model.pooler if encoder.pooling == "pooler" else None
-    encoder.model.save_pretrained(hf_dir)
+    with encoder.with_idle_pooler() as model:
+        model.save_pretrained(hf_dir)
     encoder.tokenization.tokenizer.save_pretrained(hf_dir)
 
     tok = encoder.tokenization
@@ -42,7 +43,8 @@ def write_sentence_transformers_folder(encoder: Encoder, model_config: dict, out
     st = SentenceTransformer(modules=modules, prompts={"query": tok.query_prefix, "passage": tok.passage_prefix})
     st.save(out)
     # the plain Hugging Face view of the same weights at the top level as well
-    encoder.model.save_pretrained(out)
+    with encoder.with_idle_pooler() as model:
+        model.save_pretrained(out)
     tok.tokenizer.save_pretrained(out)
     with open(os.path.join(out, "README.md"), "w", encoding="utf-8") as fh:
         fh.write(model_card(model_config, tok, evaluation))

@@ -17,14 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mdr.errors import ConfigError
+from mdr.errors import require_number
 
 
 class InfoNCELoss(nn.Module):
     def __init__(self, temperature: float = 0.05, learnable_temperature: bool = False, symmetric: bool = False):
         super().__init__()
-        if temperature <= 0:
-            raise ConfigError(f"loss.temperature must be > 0, got {temperature}")
+        require_number("loss.temperature", temperature, low=0, low_open=True)
         # learn log(1/tau) as CLIP does; clamped so that tau stays >= 0.01
         self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)), requires_grad=learnable_temperature)
         self.symmetric = symmetric

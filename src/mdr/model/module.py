@@ -21,7 +21,7 @@ import lightning as L
 import torch
 from transformers import get_linear_schedule_with_warmup
 
-from mdr.errors import ConfigError
+from mdr.errors import ConfigError, NumericalError, require_number
 from mdr.model.encoder import Encoder
 from mdr.model.grad_cache import grad_cache_step
 from mdr.model.loss import InfoNCELoss
@@ -40,6 +40,9 @@ def adamw(model: torch.nn.Module, lr: float, weight_decay: float, fused: bool = 
     return torch.optim.AdamW(groups, lr=lr, fused=fused)
 
 
+OPTIM_OPTIONS = {"lr", "weight_decay", "warmup_ratio", "grad_cache_chunk_size"}
+
+
 def training_options(optim: dict, trainer: dict) -> tuple[dict, dict]:
     """The module's optimisation arguments and the Trainer overrides, from the ``optim`` and
     ``trainer`` configs.
@@ -48,6 +51,9 @@ def training_options(optim: dict, trainer: dict) -> tuple[dict, dict]:
     so it takes gradient clipping over from the Trainer, and it rules out fp16 loss scaling and
     gradient accumulation (a larger batch is what it is for).
     """
+    unknown = sorted(set(optim) - OPTIM_OPTIONS)
+    if unknown:
+        raise ConfigError(f"unknown option(s) optim.{', optim.'.join(unknown)}; known: {', '.join(sorted(OPTIM_OPTIONS))}")
     chunk = optim.get("grad_cache_chunk_size")
     if not chunk:
         return dict(optim), {}
@@ -85,7 +91,10 @@ class BiEncoderModule(L.LightningModule):
         gradient_clip_val: float | None = None,
     ) -> None:
         super().__init__()
-        if grad_cache_chunk_size is not None and grad_cache_chunk_size < 1:
+        require_number("optim.lr", lr, low=0, low_open=True)
+        require_number("optim.weight_decay", weight_decay, low=0)
+        require_number("optim.warmup_ratio", warmup_ratio, low=0, high=1)
+        if grad_cache_chunk_size is not None and (not isinstance(grad_cache_chunk_size, int) or grad_cache_chunk_size < 1):
             raise ConfigError(f"optim.grad_cache_chunk_size must be a positive integer or null, got {grad_cache_chunk_size}")
         self.grad_cache_chunk_size = grad_cache_chunk_size
         self.gradient_clip_val = gradient_clip_val
@@ -99,6 +108,7 @@ class BiEncoderModule(L.LightningModule):
         self.seed = seed
         self.save_hyperparameters(ignore=["encoder", "loss", "model_config"])
         self.drawn: Counter[str] = Counter()
+        self.last_finite_loss: tuple[int, float] | None = None  # (step, loss), for the divergence message
 
     def _gather(self, x: torch.Tensor) -> torch.Tensor:
         if self.trainer is None or self.trainer.world_size == 1:
@@ -126,6 +136,7 @@ class BiEncoderModule(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         if self.automatic_optimization:
             loss, accuracy = self._loss(self.encoder(**batch["query"]), self.encoder(**batch["passage"]))
+            self._stop_if_diverged(loss)  # before backward: the weights stay those of the last good step
         else:
             loss, accuracy = self._grad_cache_step(batch)
 
@@ -145,6 +156,7 @@ class BiEncoderModule(L.LightningModule):
                 self.encoder, batch["query"], batch["passage"], self._loss, self.grad_cache_chunk_size,
                 backward=lambda t, g: self.manual_backward(t, gradient=g),
             )
+        self._stop_if_diverged(loss)  # before the optimizer step
         if self.trainer.world_size > 1:
             for param in self.parameters():
                 if param.grad is not None:
@@ -156,6 +168,21 @@ class BiEncoderModule(L.LightningModule):
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
         return loss, accuracy
+
+    def _stop_if_diverged(self, loss: torch.Tensor) -> None:
+        """A non-finite loss ends training at once (on every rank), before it reaches the weights."""
+        finite = bool(torch.isfinite(loss.detach()).all())
+        if self.trainer is not None and self.trainer.world_size > 1:
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if finite:
+            self.last_finite_loss = (self.global_step, float(loss.detach()))
+            return
+        before = (f"last finite loss {self.last_finite_loss[1]:.4g} at step {self.last_finite_loss[0]}"
+                  if self.last_finite_loss else "no finite loss before it")
+        raise NumericalError(
+            f"training diverged: the loss is {float(loss.detach())} at step {self.global_step} ({before}); "
+            "stopped before updating the weights, no results written. Lower optim.lr or check the data"
+        )
 
     def _log_sampling(self, batch: dict[str, Any]) -> None:
         """Running shares of what the sampler drew (this rank; ranks draw alike by construction)."""
@@ -200,9 +227,18 @@ class BiEncoderModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # a checkpoint is only ever written with finite weights: resuming from it must make sense
+        bad = [name for name, p in self.named_parameters() if not torch.isfinite(p.detach()).all()]
+        if bad:
+            raise NumericalError(f"training diverged: the weights are non-finite at step {self.global_step} "
+                                 f"({bad[0]}{' and others' if len(bad) > 1 else ''}); no checkpoint written for it")
         checkpoint["sampling_counts"] = dict(self.drawn)
         checkpoint["encoder_name_or_path"] = self.encoder.name_or_path
         checkpoint["model_config"] = self.model_config
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.drawn = Counter(checkpoint.get("sampling_counts", {}))
+        # checkpoints of older versions dropped an unused pooler head: keep the one this model has
+        for key, value in self.state_dict().items():
+            if key.startswith("encoder.idle_pooler."):
+                checkpoint["state_dict"].setdefault(key, value)

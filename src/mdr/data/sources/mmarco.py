@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from mdr.data.build_cache import built_corpus_path, write_built_corpus
 from mdr.errors import DataError
 from mdr.formats.hub import hub_or_local
+from mdr.formats.text import text_lines
 
 log = logging.getLogger(__name__)
 
@@ -50,31 +51,29 @@ def fetch(relative: str, path: str | None, option: str = "data.files.path") -> s
 
 
 def _tsv(file: str, wanted: set[str] | None = None) -> Iterator[tuple[str, str]]:
-    with open(file, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            key, sep, text = line.rstrip("\n").partition("\t")
-            if not sep:
-                raise DataError(f"{file}:{lineno}: expected 'id<TAB>text'")
-            if wanted is None or key in wanted:
-                yield key, text
+    for lineno, line in text_lines(file):
+        key, sep, text = line.rstrip("\n").partition("\t")
+        if not sep:
+            raise DataError(f"{file}:{lineno}: expected 'id<TAB>text'")
+        if wanted is None or key in wanted:
+            yield key, text
 
 
 def read_triples(file: str, max_queries: int | None, num_negatives: int) -> OrderedDict[str, tuple[str, list[str]]]:
     """qid -> (first positive pid, up to ``num_negatives`` negative pids), first ``max_queries`` qids."""
     out: OrderedDict[str, tuple[str, list[str]]] = OrderedDict()
-    with open(file, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            parts = line.split()
-            if len(parts) != 3:
-                raise DataError(f"{file}:{lineno}: expected 'qid<TAB>positive pid<TAB>negative pid'")
-            qid, pos, neg = parts
-            if qid not in out:
-                if max_queries is not None and len(out) >= max_queries:
-                    continue
-                out[qid] = (pos, [])
-            negs = out[qid][1]
-            if len(negs) < num_negatives and neg not in negs:
-                negs.append(neg)
+    for lineno, line in text_lines(file):
+        parts = line.split()
+        if len(parts) != 3:
+            raise DataError(f"{file}:{lineno}: expected 'qid<TAB>positive pid<TAB>negative pid'")
+        qid, pos, neg = parts
+        if qid not in out:
+            if max_queries is not None and len(out) >= max_queries:
+                continue
+            out[qid] = (pos, [])
+        negs = out[qid][1]
+        if len(negs) < num_negatives and neg not in negs:
+            negs.append(neg)
     return out
 
 
