@@ -167,3 +167,31 @@ def test_mixture_with_length_groups_and_an_epoch_length(tmp_path, monkeypatch):
     assert sum(v for k, v in shares.items() if k.startswith("sampling/kind/")) == pytest.approx(1.0)
     # MIRACL train is monolingual: its batches are X-X
     assert shares.get("sampling/kind/xx", 0) >= shares.get("sampling/source/miracl", 0)
+
+
+def write_squadshifts(root, domains=("new_wiki", "nyt")):
+    """lmqg/qa_squadshifts layout: SQuAD-format Parquet per domain; paragraph 0 has two questions."""
+    import pandas as pd
+
+    for d in domains:
+        rows = [{"id": f"{d}{i}", "title": "t", "context": f"paragraph {i // 2 if i < 2 else i} of {d}", "question": f"q{i} {d}?",
+                 "answers": {"text": ["x"], "answer_start": [0]}} for i in range(6)]
+        (root / d).mkdir(parents=True)
+        pd.DataFrame(rows).to_parquet(root / d / "qa_squadshifts-validation.parquet")
+    return root
+
+
+def test_squadshifts_becomes_an_english_validation_corpus_one_question_per_paragraph(tmp_path):
+    from mdr.data.sources.squadshifts import build_squadshifts
+
+    path = write_squadshifts(tmp_path / "sq")
+    [out] = build_squadshifts(["new_wiki", "nyt"], path=str(path), cache_dir=str(tmp_path / "built"))
+    ds = load_parallel_corpus(out, cache_dir=str(tmp_path / "arrow"))
+    assert set(ds["lang"]) == {"en"} and len(ds) == 10  # 5 distinct paragraphs per domain
+    assert len(set(ds["positive"])) == len(ds)  # no two examples share a passage
+    assert ds[0] == {"id": "new_wiki-new_wiki0", "lang": "en", "query": "q0 new_wiki?", "positive": "paragraph 0 of new_wiki",
+                     "negatives": []}
+    with pytest.raises(DataError, match=r"SQuADShifts file missing: .*amazon/qa_squadshifts-validation\.parquet"):
+        build_squadshifts(["amazon"], path=str(path))
+    with pytest.raises(DataError, match=r"SQuADShifts has no domain\(s\) \['wiki'\]"):
+        build_squadshifts(["wiki"], path=str(path))

@@ -34,8 +34,16 @@ def test_submitit_multirun_with_one_failing_job(corpus, tmp_path):
 
 
 def test_experiment_paper_sweeps_samplers_by_models():
+    """The paper's protocol: one GPU, batch 100, lr 3e-5, mMARCO's 7 languages, SQuADShifts validation
+    with early stopping, every benchmark; the DDP variant keeps the global batch of 100."""
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=["experiment=paper", "hydra/launcher=slurm"], return_hydra_config=True)
+        ddp = compose("train", overrides=["experiment=paper_ddp"])
     assert dict(cfg.hydra.sweeper.params) == {"sampler": "xx,xy,hybrid", "model": "labse,xlmr"}
     assert cfg.data.files._target_ == "mdr.data.sources.mmarco.build_mmarco" and set(cfg.eval.sets) == {"xquad_r", "mlqa_r", "miracl"}
-    assert cfg.trainer.strategy == "ddp" and cfg.trainer.devices == cfg.hydra.launcher.gpus_per_node
+    assert sorted(cfg.data.files.languages) == sorted(["en", "ar", "zh", "de", "es", "ru", "hi"])
+    assert (cfg.trainer.devices, cfg.data.batch_size, cfg.optim.lr, cfg.optim.weight_decay) == (1, 100, 3e-5, 0.01)
+    assert (cfg.model.query_prefix, cfg.model.passage_prefix, cfg.sampler.temperature) == ("Query: ", "Passage: ", 0.0)
+    assert cfg.data.val_files._target_ == "mdr.data.sources.squadshifts.build_squadshifts" and list(cfg.data.val_languages) == ["en"]
+    assert cfg.val.monitor == "val/loss" and cfg.val.patience and len(cfg.eval.sets.miracl.languages) == 15
+    assert ddp.trainer.strategy == "ddp" and ddp.trainer.devices * ddp.data.batch_size == 100

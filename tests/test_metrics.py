@@ -12,7 +12,8 @@ import torch
 from torchmetrics.retrieval import RetrievalMAP
 
 from mdr.evaluation.metrics import average_precision, full_pool_ranks
-from mdr.evaluation.pools import EvalSet, score_embeddings
+from mdr.evaluation.pools import EvalSet
+from mdr.evaluation.settings import score_embeddings
 
 pytrec_eval = pytest.importorskip("pytrec_eval", reason="pip install pytrec-eval-terrier (requirements-dev.txt)")
 
@@ -31,17 +32,18 @@ def torchmetrics_map(scores: torch.Tensor, relevant: list[np.ndarray]) -> float:
     return float(RetrievalMAP()(scores.flatten().double(), target.flatten(), indexes=indexes.flatten()))
 
 
-def trec_eval_map(scores: torch.Tensor, relevant: list[np.ndarray]) -> float:
+def trec_eval_map(scores: torch.Tensor, relevant: list[np.ndarray], measure: str = "map") -> float:
     """trec_eval breaks score ties by docno, descending: relevant docs named 'a_*' and the others
-    'z_*' therefore rank below every tied non-relevant doc, which is our pessimistic policy."""
+    'z_*' therefore rank below every tied non-relevant doc, which is our pessimistic policy.
+    ``measure``: "map", or "recall_k" (the share of the relevant docs in the top k)."""
     qrel, run = {}, {}
     for i, r in enumerate(relevant):
         rel = set(int(j) for j in r)
         names = [f"a_{j:05d}" if j in rel else f"z_{j:05d}" for j in range(scores.shape[1])]
         qrel[f"q{i}"] = {names[j]: 1 for j in rel}
         run[f"q{i}"] = {names[j]: float(s) for j, s in enumerate(scores[i].tolist())}
-    per_query = pytrec_eval.RelevanceEvaluator(qrel, {"map"}).evaluate(run)
-    return float(np.mean([v["map"] for v in per_query.values()]))
+    per_query = pytrec_eval.RelevanceEvaluator(qrel, {measure.replace("_", ".")}).evaluate(run)
+    return float(np.mean([v[measure] for v in per_query.values()]))
 
 
 def our_map(q: torch.Tensor, pool: torch.Tensor, relevant: list[np.ndarray], chunk_size: int = 7) -> float:
@@ -116,12 +118,16 @@ def random_evalset(seed: int) -> tuple[EvalSet, torch.Tensor, torch.Tensor]:
     return es, q, c
 
 
-def brute_force(es: EvalSet, q: torch.Tensor, c: torch.Tensor) -> dict:
-    """Every setting from the dense score matrix, with trec_eval for AP and argsort for ranks."""
+def brute_force(es: EvalSet, q: torch.Tensor, c: torch.Tensor, measure: str = "map") -> dict:
+    """Every setting from the dense score matrix, with trec_eval for AP / recall and argsort for
+    ranks; the multilingual setting macro- (the paper's headline) and micro-averaged over queries."""
     scores = q @ c.T
     q_lang, c_lang = np.asarray(es.query_lang), np.asarray(es.cand_lang)
     keep = [i for i, r in enumerate(es.relevant) if len(r)]
-    out = {"multilingual_map": trec_eval_map(scores[keep], [es.relevant[i] for i in keep])}
+    out = {"multilingual_micro": trec_eval_map(scores[keep], [es.relevant[i] for i in keep], measure)}
+    per_lang = {x: trec_eval_map(scores[rows], [es.relevant[i] for i in rows], measure)
+                for x in es.languages if (rows := [i for i in keep if q_lang[i] == x])}
+    out["multilingual_per_lang"], out["multilingual"] = per_lang, np.mean(list(per_lang.values()))
     distances, same_first = [], []
     for i in keep:
         order = torch.argsort(scores[i], descending=True).numpy()
@@ -141,10 +147,10 @@ def brute_force(es: EvalSet, q: torch.Tensor, c: torch.Tensor) -> dict:
             rows = [i for i in range(len(q)) if q_lang[i] == x and np.isin(es.relevant[i], cols).any()]
             if rows:
                 rel = [np.flatnonzero(np.isin(cols, es.relevant[i])) for i in rows]
-                matrix[(x, y)] = trec_eval_map(scores[rows][:, cols], rel)
+                matrix[(x, y)] = trec_eval_map(scores[rows][:, cols], rel, measure)
     out["matrix"] = matrix
-    out["monolingual_map"] = np.mean([v for (x, y), v in matrix.items() if x == y])
-    out["crosslingual_map"] = np.mean([v for (x, y), v in matrix.items() if x != y])
+    out["monolingual"] = np.mean([v for (x, y), v in matrix.items() if x == y])
+    out["crosslingual"] = np.mean([v for (x, y), v in matrix.items() if x != y])
     return out
 
 
@@ -153,13 +159,56 @@ def test_every_setting_matches_a_brute_force_computation(seed):
     es, q, c = random_evalset(seed)
     got = score_embeddings(es, q, c, chunk_size=4)
     want = brute_force(es, q, c)
-    for key in ["multilingual_map", "monolingual_map", "crosslingual_map", "rank_distance", "same_language_first"]:
+    for key in ["multilingual", "monolingual", "crosslingual"]:
+        assert got[f"{key}_map"] == pytest.approx(want[key], abs=1e-6), key
+    assert got["multilingual_map_micro"] == pytest.approx(want["multilingual_micro"], abs=1e-6)
+    assert got["multilingual_map_per_lang"] == pytest.approx(want["multilingual_per_lang"], abs=1e-6)
+    for key in ["rank_distance", "same_language_first"]:
         assert got[key] == pytest.approx(want[key], abs=1e-6), key
     flat = {(x, y): v for x, row in got["matrix"].items() for y, v in row.items()}
     assert flat.keys() == want["matrix"].keys()
     for k, v in want["matrix"].items():
         assert flat[k] == pytest.approx(v, abs=1e-6), k
     assert got["num_queries"] == len(es.query_text)
+
+
+def test_macro_and_micro_multilingual_map_differ_when_languages_have_unequal_queries():
+    """MLQA-R has ~1148 English questions and ~500 in the others: the macro mean weighs languages alike."""
+    differed = 0
+    for seed in range(3, 8):
+        es, q, c = random_evalset(seed)
+        got = score_embeddings(es, q, c)
+        per_lang = got["multilingual_map_per_lang"]
+        assert got["multilingual_map"] == pytest.approx(np.mean(list(per_lang.values())), abs=1e-12)
+        counts = {x: es.query_lang.count(x) for x in per_lang}
+        if len(set(counts.values())) > 1:
+            assert got["multilingual_map"] != pytest.approx(got["multilingual_map_micro"], abs=1e-9)
+            differed += 1
+    assert differed
+
+
+@pytest.mark.parametrize("k", [1, 10])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_recall_at_k_matches_trec_eval_in_every_setting(seed, k):
+    es, q, c = random_evalset(seed)
+    got = score_embeddings(es, q, c, recall_at=(1, 10))
+    want = brute_force(es, q, c, measure=f"recall_{k}")
+    for key in ["multilingual", "monolingual", "crosslingual"]:
+        assert got[f"{key}_recall_at_{k}"] == pytest.approx(want[key], abs=1e-6), key
+    assert got[f"multilingual_recall_at_{k}_per_lang"] == pytest.approx(want["multilingual_per_lang"], abs=1e-6)
+    mono = {x: v for (x, y), v in want["matrix"].items() if x == y}
+    assert got[f"monolingual_recall_at_{k}_per_lang"] == pytest.approx(mono, abs=1e-6)
+
+
+def test_seen_and_unseen_languages_split_each_per_language_metric():
+    es, q, c = random_evalset(1)
+    got = score_embeddings(es, q, c, training_languages=["de", "en", "fr"])  # zh unseen; fr not in the eval set
+    assert got["seen_languages"] == ["de", "en"] and got["unseen_languages"] == ["zh"]
+    for metric in ("multilingual_map", "monolingual_map", "crosslingual_map", "multilingual_recall_at_10"):
+        table = got[f"{metric}_per_lang"]
+        assert got[f"{metric}_seen"] == pytest.approx((table["de"] + table["en"]) / 2, abs=1e-12)
+        assert got[f"{metric}_unseen"] == pytest.approx(table["zh"], abs=1e-12)
+    assert "multilingual_map_seen" not in score_embeddings(es, q, c)  # no training languages: no split
 
 
 def test_chunk_size_does_not_change_results():

@@ -31,8 +31,10 @@ def make_index(coverage: dict[str, float], n: int = 400, seed: int = 0) -> Paral
 COVERAGE = {"ar": 0.3, "de": 0.9, "en": 1.0, "zh": 0.6}
 SAMPLERS = {
     "xx": lambda idx, **kw: XXSampler(idx, 8, **kw),
-    "xy": lambda idx, **kw: XYSampler(idx, 8, **kw),
+    "xy": lambda idx, **kw: XYSampler(idx, 8, **kw),  # a pair per example (the default)
+    "xy_per_batch": lambda idx, **kw: XYSampler(idx, 8, xy_pairs="per_batch", **kw),
     "hybrid": lambda idx, **kw: HybridSampler(idx, 8, alpha=0.5, **kw),
+    "hybrid_per_batch": lambda idx, **kw: HybridSampler(idx, 8, alpha=0.5, xy_pairs="per_batch", **kw),
     "mixed": lambda idx, **kw: MixedSampler(idx, 8, **kw),
     "en_en": lambda idx, **kw: XXSampler(idx, 8, languages=["en"], **kw),
 }
@@ -66,8 +68,10 @@ def test_batches_are_well_formed(index, name, groups):
             assert len(q_langs) == 1 and q_langs == p_langs
         if name == "en_en":
             assert q_langs == {index.languages.index("en")}
-        if name == "xy":
+        if name == "xy_per_batch":
             assert len(q_langs) == 1 and len(p_langs) == 1 and q_langs != p_langs
+        if name == "xy":
+            assert all(ql != pl for (_, ql), (_, pl) in zip(q, p))
         if name == "mixed":
             assert all(ql == pl for (_, ql), (_, pl) in zip(q, p))
 
@@ -133,7 +137,7 @@ def test_ddp_ranks_share_language_and_have_disjoint_examples(index, name, groups
         p0 = [lookup[p] for _, p in b0]
         p1 = [lookup[p] for _, p in b1]
         assert not {e for e, _ in q0} & {e for e, _ in q1}, "ranks drew the same example"
-        if name != "mixed":  # mixed has no batch language by design
+        if name in ("xx", "en_en", "xy_per_batch", "hybrid_per_batch"):  # one language (pair) per batch
             assert {lang for _, lang in q0} == {lang for _, lang in q1}
             assert {lang for _, lang in p0} == {lang for _, lang in p1}
 
@@ -147,7 +151,7 @@ def _disjoint(spans) -> bool:
     return all(hi <= lo for (_, hi), (lo, _) in zip(spans, spans[1:]))
 
 
-@pytest.mark.parametrize("name", ["xx", "xy", "hybrid"])
+@pytest.mark.parametrize("name", ["xx", "xy_per_batch", "hybrid_per_batch"])
 @pytest.mark.parametrize("groups", [4, 5])
 def test_length_groups_cut_one_draw_into_batches_of_similar_lengths(index, name, groups):
     # G = 4: two strata of two batches by passage length, each cut by query length into its batches;
@@ -211,7 +215,7 @@ def test_xx_language_frequencies_follow_n_to_the_t(index):
 
 
 def test_xy_pair_frequencies_follow_shared_counts(index):
-    s = XYSampler(index, 8, seed=12)
+    s = XYSampler(index, 8, seed=12, xy_pairs="per_batch")
     batches = _draw_kinds(s, 6000)
     drawn = Counter((int(b.query_langs[0]), int(b.passage_langs[0])) for b in batches)
     n = index.pair_counts()
@@ -223,6 +227,55 @@ def test_xy_pair_frequencies_follow_shared_counts(index):
     for b in batches[:200]:
         assert index.available[b.examples, b.query_langs[0]].all()
         assert index.available[b.examples, b.passage_langs[0]].all()
+
+
+def test_per_example_xy_rows_follow_shared_counts_and_mix_languages(index):
+    """The paper's X-Y batch: every row its own ordered pair X != Y, drawn with p ∝ n_XY, examples
+    distinct across the batch and available in both languages of their row."""
+    s = XYSampler(index, 8, seed=21)
+    n = index.pair_counts()
+    pairs = [(x, y) for x in range(4) for y in range(4) if x != y]
+    drawn, mixed_batches = Counter(), 0
+    for b in _draw_kinds(s, 3000):
+        assert (b.query_langs != b.passage_langs).all() and len(set(b.examples.tolist())) == 8
+        assert index.available[b.examples, b.query_langs].all() and index.available[b.examples, b.passage_langs].all()
+        drawn.update(zip(b.query_langs.tolist(), b.passage_langs.tolist()))
+        mixed_batches += len(set(zip(b.query_langs.tolist(), b.passage_langs.tolist()))) > 1
+    expected = np.array([n[x, y] for x, y in pairs], dtype=float)
+    expected = expected / expected.sum() * sum(drawn.values())
+    assert chisquare([drawn[p] for p in pairs], expected).pvalue > 1e-3
+    assert mixed_batches > 2900  # rows of one batch carry different pairs
+
+
+def test_per_example_xy_uses_every_example_when_pairs_run_out():
+    """A batch as large as the examples some pairs have: rows whose pair ran out draw another pair."""
+    rows = np.full((12, 3), -1)
+    rows[:, 0] = np.arange(12)         # de: all 12 examples
+    rows[:4, 1] = np.arange(12, 16)     # en: examples 0-3
+    rows[4:, 2] = np.arange(16, 24)     # fr: examples 4-11
+    small = ParallelIndex(["de", "en", "fr"], np.array([f"e{i}" for i in range(12)]), rows)
+    s = XYSampler(small, 12, seed=4)
+    for b in _draw_kinds(s, 50):
+        assert sorted(b.examples.tolist()) == list(range(12))
+        assert small.available[b.examples, b.query_langs].all() and small.available[b.examples, b.passage_langs].all()
+    with pytest.raises(ConfigError, match=r"batch size 13 is larger than the 12 examples available in the X-Y pairs"):
+        XYSampler(small, 13)
+
+
+@pytest.mark.parametrize("name", ["xy", "mixed"])
+def test_length_groups_keep_each_batchs_language_pairs_when_they_vary_by_example(index, name):
+    """Per-example languages: the regrouped batches hold the same language pairs as the batches of
+    the draw (examples are only exchanged within a pair), and all the draw's examples."""
+    s = SAMPLERS[name](index, seed=3, length_groups=4)
+    for g in range(30):
+        rng = np.random.default_rng([3, 0, g, 4])
+        drawn = s.draw(rng, 4 * 8)
+        as_drawn = sorted(sorted(Counter(zip(drawn.query_langs[i:i + 8].tolist(), drawn.passage_langs[i:i + 8].tolist())).items())
+                          for i in range(0, 32, 8))
+        block = [s.batch_at(0, 4 * g + i) for i in range(4)]
+        regrouped = sorted(sorted(Counter(zip(b.query_langs.tolist(), b.passage_langs.tolist())).items()) for b in block)
+        assert regrouped == as_drawn
+        assert len(set(np.concatenate([b.examples for b in block]).tolist())) == 32
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.25, 0.5, 0.75, 1.0])
@@ -255,8 +308,9 @@ def test_monolingual_only_languages_are_left_out_of_xy():
     rows[:100, 1] = np.arange(100, 200)  # en: examples 0-99
     rows[100:, 2] = np.arange(200, 250)  # mono: examples 100-149 only
     mono = ParallelIndex(["de", "en", "mono"], np.array([f"e{i}" for i in range(150)]), rows)
-    xy = XYSampler(mono, 8, seed=0)
-    assert all(2 not in (b.query_langs[0], b.passage_langs[0]) for b in _draw_kinds(xy, 300))
+    for xy_pairs in ("per_example", "per_batch"):
+        xy = XYSampler(mono, 8, seed=0, xy_pairs=xy_pairs)
+        assert all(2 not in b.query_langs and 2 not in b.passage_langs for b in _draw_kinds(xy, 300))
     xx = XXSampler(mono, 8, seed=0)
     assert any(b.query_langs[0] == 2 for b in _draw_kinds(xx, 300))
 
@@ -275,7 +329,7 @@ def test_batch_larger_than_a_language_names_it_and_the_count(index):
     with pytest.raises(ConfigError, match=rf"batch size {n_ar + 1} .*{n_ar} examples available in language 'ar'"):
         XXSampler(index, n_ar + 1)
     with pytest.raises(ConfigError, match=r"available in both 'ar' and"):
-        XYSampler(index, n_ar + 1)
+        XYSampler(index, n_ar + 1, xy_pairs="per_batch")
     with pytest.raises(ConfigError, match=r"\(60 x 2 ranks\)"):
         XXSampler(index, 60, world_size=2, languages=["ar"])
 

@@ -34,12 +34,15 @@ from mdr.model.checkpoint import AtomicCheckpointIO, load_checkpoint_encoder, re
 from mdr.model.encoder import Encoder
 from mdr.model.export import write_sentence_transformers_folder
 from mdr.model.module import BiEncoderModule, training_options
+from mdr.model.selection import build_selection
 
 
-def build_evaluator(eval_cfg: DictConfig) -> RetrievalEvaluator:
-    """The ``eval`` group: every benchmark under ``eval.sets``, with the shared options."""
+def build_evaluator(eval_cfg: DictConfig, training_languages: list[str] | None = None) -> RetrievalEvaluator:
+    """The ``eval`` group: every benchmark under ``eval.sets``, with the shared options;
+    ``eval.training_languages``, when set, overrides the ones given."""
     sets = {name: instantiate(spec) for name, spec in eval_cfg.sets.items()}
-    return RetrievalEvaluator(sets, batch_size=eval_cfg.batch_size, chunk_size=eval_cfg.chunk_size)
+    return RetrievalEvaluator(sets, batch_size=eval_cfg.batch_size, chunk_size=eval_cfg.chunk_size,
+                              recall_at=list(eval_cfg.recall_at), training_languages=eval_cfg.training_languages or training_languages)
 
 
 def train(cfg: DictConfig) -> dict[str, dict]:
@@ -51,25 +54,30 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     datamodule.build_sampler(0, int(cfg.trainer.get("num_nodes", 1) or 1) * _devices(cfg))  # fail fast on bad options
     module_options, trainer_overrides = training_options(OmegaConf.to_container(cfg.optim, resolve=True),
                                                          OmegaConf.to_container(cfg.trainer, resolve=True))
-    module = BiEncoderModule(encoder, instantiate(cfg.loss), seed=cfg.seed,
-                             model_config=OmegaConf.to_container(cfg.model, resolve=True), **module_options)
+    choices = run_choices(cfg)
+    module = BiEncoderModule(encoder, instantiate(cfg.loss), seed=cfg.seed, model_config=OmegaConf.to_container(cfg.model, resolve=True),
+                             run_info={"training_languages": datamodule.training_languages, "choices": choices}, **module_options)
 
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    ckpt_dir = os.path.dirname(train_results_path(out))
+    accumulate = int(cfg.trainer.get("accumulate_grad_batches") or 1)
+    selection = build_selection(OmegaConf.to_container(cfg.val, resolve=True), datamodule.has_validation, ckpt_dir,
+                                accumulate, list(cfg.eval.sets))
     eval_cb = RetrievalEvalCallback(
-        build_evaluator(cfg.eval),
+        build_evaluator(cfg.eval, datamodule.training_languages),
         results_path=str(train_results_path(out)),
         every_n_steps=cfg.eval.every_n_steps,
-        extra={"overrides": overrides},
+        extra={"overrides": overrides, "choices": choices, "model": cfg.model.name_or_path},
+        best=selection.best if selection else None,
+        early_stopping=selection.early_stopping if selection else None,
     )
-    ckpt_dir = os.path.dirname(eval_cb.results_path)
     ckpt_path = resume_checkpoint(cfg.ckpt_path)
     if ckpt_path and os.path.isfile(ckpt_path):
         check_resumable(ckpt_path, module)
     loggers = build_loggers(cfg, out)
-    callbacks = [
-        instantiate(cfg.checkpoint, dirpath=ckpt_dir),
-        eval_cb,
-    ] + ([LearningRateMonitor(logging_interval="step")] if loggers else [])
+    callbacks = [instantiate(cfg.checkpoint, dirpath=ckpt_dir), eval_cb, *(selection.callbacks if selection else [])]
+    callbacks += [LearningRateMonitor(logging_interval="step")] if loggers else []
+    trainer_overrides.update(selection.trainer_overrides if selection else {})
     trainer = build_trainer(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()], **trainer_overrides)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -77,9 +85,21 @@ def train(cfg: DictConfig) -> dict[str, dict]:
         kept = max(glob.glob(os.path.join(ckpt_dir, "*.ckpt")), key=os.path.getmtime, default=None)
         raise NumericalError(f"{e}; {f'last checkpoint kept: {kept}' if kept else 'no checkpoint was written'}") from None
     if trainer.is_global_zero and eval_cb.results is not None:
-        print("\n" + results_report(eval_cb.results))
+        print("\n" + results_report(eval_cb.results, cfg.model.name_or_path, choices.get("sampler")))
         print(f"\nresults: {eval_cb.results_path}")
     return eval_cb.results or {}
+
+
+SAMPLER_TARGETS = {"XXSampler": "xx", "XYSampler": "xy", "HybridSampler": "hybrid", "MixedSampler": "mixed"}
+
+
+def run_choices(cfg: DictConfig) -> dict[str, str]:
+    """The options chosen for the main config groups (``sampler=hybrid``, ``model=labse``, ...):
+    Hydra's, or, for a config composed outside a Hydra run, the sampler read off its class."""
+    if HydraConfig.initialized():
+        chosen = HydraConfig.get().runtime.choices
+        return {g: str(chosen[g]) for g in ("sampler", "model", "data", "eval", "experiment") if chosen.get(g) is not None}
+    return {"sampler": SAMPLER_TARGETS.get(str(cfg.sampler.get("_target_", "")).rsplit(".", 1)[-1], "custom")}
 
 
 def build_trainer(trainer_cfg: DictConfig, **kwargs) -> L.Trainer:
@@ -115,15 +135,20 @@ def _devices(cfg: DictConfig) -> int:
 def evaluate(cfg: DictConfig) -> dict[str, dict]:
     """Zero-shot evaluation of ``cfg.model`` (or a trained ``cfg.ckpt``) on ``cfg.eval``."""
     model_config = OmegaConf.to_container(cfg.model, resolve=True)
-    encoder = load_checkpoint_encoder(cfg.ckpt, model_config)[0] if cfg.get("ckpt") else instantiate(cfg.model)
+    run_info = {}
+    if cfg.get("ckpt"):
+        encoder = load_checkpoint_encoder(cfg.ckpt, model_config)[0]
+        run_info = read_checkpoint(cfg.ckpt).get("run_info") or {}
+    else:
+        encoder = instantiate(cfg.model)
     if torch.cuda.is_available():
         encoder.cuda()
-    results = build_evaluator(cfg.eval)(encoder)
+    results = build_evaluator(cfg.eval, run_info.get("training_languages"))(encoder)
     out = output_dir()
     path = os.path.join(out, RESULTS_FILE)
     write_json_atomic(path, {"model": encoder.name_or_path, "ckpt": cfg.get("ckpt"), "results": results})
     log_results(build_loggers(cfg, out) or [], results, step=0, out_dir=out)  # also writes the heatmaps
-    print("\n" + results_report(results))
+    print("\n" + results_report(results, encoder.name_or_path, run_info.get("choices", {}).get("sampler")))
     print(f"\nresults: {path} (heatmaps: {out}/*_matrix.png)")
     return results
 

@@ -15,14 +15,16 @@ Invariants (each tested in ``tests/test_samplers.py``):
   examples are disjoint.
 
 Length grouping (``sampler.length_groups=G``, off at 1): less padding, so faster steps. G
-consecutive steps are drawn together as one batch of G x B distinct examples (one draw of the
-language or pair, as above) and cut into G batches of similar lengths, handed out in a random
-order. Queries and passages are padded apart, so both lengths count: the G x B examples are sorted
-by passage length into strata of k = isqrt(G) batches (the last one shorter if k does not divide
-G), and each stratum by query length into its batches. Each batch on its own is still distributed
-as above; consecutive steps share their language or pair within a group. Lengths are characters,
-which order texts like token counts do within one language (all queries of an X-X or X-Y batch are
-in one language, and all its passages).
+consecutive steps are drawn together as one batch of G x B distinct examples (one draw, as above)
+and cut into G batches of similar lengths, handed out in a random order. When the draw has one
+language pair (X-X, per-batch X-Y): queries and passages are padded apart, so both lengths count:
+the G x B examples are sorted by passage length into strata of k = isqrt(G) batches (the last one
+shorter if k does not divide G), and each stratum by query length into its batches. When languages
+vary by example (per-example X-Y, mixed): the draw is cut into G batches as drawn, then examples
+are exchanged only between slots of the same language pair, shorter passages into earlier batches,
+so every batch keeps the language pairs it was drawn with. Either way each batch on its own is
+still distributed as above; consecutive steps share their draw within a group. Lengths are
+characters, which order texts like token counts do within one language.
 """
 
 from __future__ import annotations
@@ -173,12 +175,21 @@ class ParallelBatchSampler(Sampler[DrawnBatch]):
         rng = np.random.default_rng([self.seed, epoch, group, self.groups])
         drawn = self.draw(rng, self.groups * self.global_batch)
         query_chars, passage_chars = drawn.chars(self.index)
-        # queries and passages are padded apart: strata of similar passages, each cut by query length
-        # (isqrt(G) batches per stratum, the last one short when isqrt(G) does not divide G)
-        size = math.isqrt(self.groups) * self.global_batch
-        order = np.argsort(passage_chars, kind="stable")
-        strata = np.split(order, range(size, len(order), size))
-        order = np.concatenate([s[np.argsort(query_chars[s], kind="stable")] for s in strata])
+        pair = drawn.query_langs * len(self.index.languages) + drawn.passage_langs
+        if (pair == pair[0]).all():
+            # one language pair: strata of similar passages, each cut by query length (queries and
+            # passages are padded apart; isqrt(G) batches per stratum, the last one short)
+            size = math.isqrt(self.groups) * self.global_batch
+            order = np.argsort(passage_chars, kind="stable")
+            strata = np.split(order, range(size, len(order), size))
+            order = np.concatenate([s[np.argsort(query_chars[s], kind="stable")] for s in strata])
+        else:
+            # languages vary by example: each batch keeps the language pairs it was drawn with, and
+            # examples move only between slots of the same pair, the shorter into the earlier batches
+            order = np.arange(len(pair))
+            for value in np.unique(pair):
+                slots = np.flatnonzero(pair == value)
+                order[slots] = slots[np.argsort(passage_chars[slots], kind="stable")]
         batches = order.reshape(self.groups, self.global_batch)[rng.permutation(self.groups)]
         self._last_group = (key, [drawn.take(b) for b in batches])
         return self._last_group[1]

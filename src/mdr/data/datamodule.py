@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from mdr.data.batch_sampler import DrawnBatch, ParallelBatchSampler
 from mdr.data.index import ParallelIndex
 from mdr.data.samplers import MixtureSampler
+from mdr.data.validation import fixed_batches, keep_languages, split_by_id
 from mdr.errors import ConfigError, DataError, require_number
 from mdr.formats.parallel import load_parallel_corpus
 
@@ -119,6 +120,9 @@ class ParallelDataModule(L.LightningDataModule):
             comes from one corpus, drawn with p ∝ weight, by that corpus's sampler (default: the
             ``sampler`` group's); see ``MixtureSampler``. The ``sampler`` group's
             ``steps_per_epoch`` and ``length_groups`` apply to the mixture as a whole.
+        val_files, val_split, val_languages, val_batches, val_sampler: validation data (see
+            ``mdr.data.validation``): files, or a held-out share of the training ids; the languages
+            kept; how many fixed batches; how they are drawn (a sampler partial; default ``sampler``).
     """
 
     def __init__(
@@ -133,6 +137,11 @@ class ParallelDataModule(L.LightningDataModule):
         seed: int = 0,
         cache_dir: str | None = None,
         sources: dict[str, dict] | None = None,
+        val_files: str | Sequence[str] | None = None,
+        val_split: float = 0.0,
+        val_languages: Sequence[str] | None = None,
+        val_batches: int = 20,
+        val_sampler: Callable[..., ParallelBatchSampler] | None = None,
     ) -> None:
         super().__init__()
         require_number("data.batch_size", batch_size, low=1, integer=True)
@@ -140,6 +149,10 @@ class ParallelDataModule(L.LightningDataModule):
         require_number("data.num_workers", num_workers, low=0, integer=True)
         if (files is None) == (not sources):
             raise ConfigError("set exactly one of data.files and data.sources")
+        if val_files and val_split:
+            raise ConfigError("set at most one of data.val_files and data.val_split")
+        if val_split and sources:
+            raise ConfigError("data.val_split holds out part of data.files; with data.sources give data.val_files")
         self.files = files
         self.sources = dict(sources or {})
         self.source_index: dict[str, ParallelIndex] = {}
@@ -151,8 +164,13 @@ class ParallelDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.cache_dir = cache_dir
+        self.val_files, self.val_split, self.val_batches = val_files, val_split, val_batches
+        self.val_languages = list(val_languages) if val_languages else None
+        self.val_sampler_factory = val_sampler or sampler
         self.corpus: datasets.Dataset | None = None
         self.index: ParallelIndex | None = None
+        self.val_corpus: datasets.Dataset | None = None
+        self.val_index: ParallelIndex | None = None
         self._loader: ResumableDataLoader | None = None
         self._resume_state: dict | None = None
 
@@ -163,7 +181,15 @@ class ParallelDataModule(L.LightningDataModule):
             self._setup_sources()
         else:
             self.corpus = load_parallel_corpus(self.files, self.languages, cache_dir=self.cache_dir)
+            if self.val_split:
+                self.corpus, self.val_corpus = split_by_id(self.corpus, self.val_split, f"data.files {self.files}")
             self.index = ParallelIndex.from_dataset(self.corpus)
+        if self.val_files:
+            self.val_corpus = load_parallel_corpus(self.val_files, cache_dir=self.cache_dir)
+        if self.val_corpus is not None:
+            where = f"data.val_files {self.val_files}" if self.val_files else "the held-out split"
+            self.val_corpus = keep_languages(self.val_corpus, self.val_languages, where)
+            self.val_index = ParallelIndex.from_dataset(self.val_corpus)
         if self.num_hard_negatives:
             lengths = self.corpus.data.table.column("negatives").combine_chunks().value_lengths()
             lacking = sum(1 for n in lengths.to_pylist() if not n)
@@ -219,6 +245,27 @@ class ParallelDataModule(L.LightningDataModule):
         if self._resume_state is not None:
             self._loader.load_state_dict(self._resume_state)
         return self._loader
+
+    @property
+    def training_languages(self) -> list[str]:
+        """The languages of the training data (after ``languages``), sorted."""
+        self.setup()
+        indexes = list(self.source_index.values()) or [self.index]
+        return sorted({lang for index in indexes for lang in index.languages})
+
+    @property
+    def has_validation(self) -> bool:
+        return bool(self.val_files or self.val_split)
+
+    def val_dataloader(self) -> DataLoader | list:
+        """The fixed validation batches (hard negatives are not used for validation); none without
+        validation data (``fast_dev_run`` asks all the same)."""
+        if self.val_index is None:
+            return []
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        batches = fixed_batches(self.val_sampler_factory, self.val_index, self.batch_size, self.val_batches, rank, world)
+        return DataLoader(ParallelPairs(self.val_corpus), batch_sampler=batches, collate_fn=Collator(self.tokenization))
 
     # Lightning restores the datamodule before it first builds the train loader; its own
     # loader-state restore comes too late when configure_optimizers has already built the

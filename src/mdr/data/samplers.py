@@ -6,8 +6,10 @@ it drew (``xx``, ``xy`` or ``mixed``) and, in a mixture, its source. The strateg
 
 - ``XXSampler`` (``sampler=xx``): draw one language X with p(X) ∝ n_X ** temperature, then B
   distinct examples available in X. Queries and passages are in X.
-- ``XYSampler`` (``sampler=xy``): draw an ordered pair (X, Y), X != Y, with p ∝ n_XY ** temperature
-  (n_XY = examples available in both), then B distinct examples. Queries in X, passages in Y.
+- ``XYSampler`` (``sampler=xy``): queries in X, passages in Y != X, ordered pairs drawn with
+  p ∝ n_XY ** temperature (n_XY = examples available in both). By default each example of the
+  batch gets its own pair (``xy_pairs=per_example``, the paper's design); ``xy_pairs=per_batch``
+  draws one pair for the whole batch. B distinct examples either way.
 - ``HybridSampler`` (``sampler=hybrid``): each batch is an X-X batch with probability ``alpha``,
   otherwise an X-Y batch.
 - ``XXSampler(languages=["en"])`` (``sampler=en_en``): the English-only baseline.
@@ -32,6 +34,8 @@ from mdr.data.batch_sampler import Batch, ParallelBatchSampler
 from mdr.data.index import ParallelIndex
 from mdr.errors import ConfigError, require_number
 
+XY_PAIRS = ("per_example", "per_batch")
+
 
 class XXSampler(ParallelBatchSampler):
     """X-X batches: one language X per batch, p(X) ∝ n_X ** temperature."""
@@ -52,14 +56,20 @@ class XXSampler(ParallelBatchSampler):
 
 
 class XYSampler(ParallelBatchSampler):
-    """X-Y batches: an ordered pair X != Y per batch, p(X, Y) ∝ n_XY ** temperature.
+    """X-Y batches: queries in X, passages in Y != X, ordered pairs drawn with p(X, Y) ∝ n_XY ** temperature.
 
+    ``xy_pairs="per_example"`` (default, the paper's design, its Figure 2): every example of the batch
+    gets its own pair, so a query's in-batch negatives come in several languages, some in its own.
+    ``xy_pairs="per_batch"``: one pair for the whole batch (all queries in X, all passages in Y).
     Pairs without shared examples have probability 0 (monolingual-only data is allowed as long as
     at least one pair exists).
     """
 
-    def __init__(self, index: ParallelIndex, batch_size: int, **kwargs) -> None:
+    def __init__(self, index: ParallelIndex, batch_size: int, xy_pairs: str = "per_example", **kwargs) -> None:
+        if xy_pairs not in XY_PAIRS:
+            raise ConfigError(f"sampler.xy_pairs must be one of {XY_PAIRS}, got {xy_pairs!r}")
         super().__init__(index, batch_size, **kwargs)
+        self.xy_pairs = xy_pairs
         n = index.pair_counts()
         pairs = [(x, y) for x in self.lang_ids for y in self.lang_ids if x != y and n[x, y] > 0]
         if not pairs:
@@ -69,27 +79,59 @@ class XYSampler(ParallelBatchSampler):
             )
         self.pairs = np.array(pairs)
         self.counts = np.array([n[x, y] for x, y in pairs])
-        for (x, y), c in zip(pairs, self.counts):
-            self._require(f"both {index.languages[x]!r} and {index.languages[y]!r}", int(c))
         self.probs = self._weights(self.counts)
-        self.smallest = int(self.counts.min())
+        if xy_pairs == "per_batch":
+            for (x, y), c in zip(pairs, self.counts):
+                self._require(f"both {index.languages[x]!r} and {index.languages[y]!r}", int(c))
+            self.smallest = int(self.counts.min())
+        else:
+            self.candidates = [index.examples_in_both(x, y) for x, y in pairs]
+            union = len(np.unique(np.concatenate(self.candidates)))
+            self._require("the X-Y pairs of these languages together", union)
+            self.smallest = union
 
     def draw(self, rng: np.random.Generator, size: int) -> Batch:
-        x, y = self.pairs[rng.choice(len(self.pairs), p=self.probs)]
-        examples = self._distinct(rng, self.index.examples_in_both(x, y), size)
-        return Batch("xy", examples, np.full(size, x), np.full(size, y))
+        if self.xy_pairs == "per_batch":
+            x, y = self.pairs[rng.choice(len(self.pairs), p=self.probs)]
+            examples = self._distinct(rng, self.index.examples_in_both(x, y), size)
+            return Batch("xy", examples, np.full(size, x), np.full(size, y))
+        return self._draw_per_example(rng, size)
+
+    def _draw_per_example(self, rng: np.random.Generator, size: int) -> Batch:
+        """Each row's pair i.i.d. from ``probs``; then, pair by pair, examples not taken by another row.
+        A row whose pair has run out of unused examples draws again among the pairs that have some."""
+        used = np.zeros(len(self.index.example_ids), dtype=bool)
+        pair_of, example_of = np.empty(size, dtype=np.int64), np.empty(size, dtype=np.int64)
+        probs, todo = self.probs.copy(), np.arange(size)
+        while len(todo):
+            drawn = rng.choice(len(self.pairs), size=len(todo), p=probs / probs.sum())
+            left = []
+            for k in np.unique(drawn):
+                rows = todo[drawn == k]
+                free = self.candidates[k][~used[self.candidates[k]]]
+                take = min(len(rows), len(free))
+                picked = rng.choice(free, size=take, replace=False)
+                used[picked] = True
+                pair_of[rows[:take]], example_of[rows[:take]] = k, picked
+                if take < len(rows):
+                    probs[k] = 0.0  # exhausted for this batch
+                    left.append(rows[take:])
+            todo = np.concatenate(left) if left else np.empty(0, dtype=np.int64)
+        return Batch("xy", example_of, self.pairs[pair_of, 0], self.pairs[pair_of, 1])
 
 
 class HybridSampler(ParallelBatchSampler):
-    """Hybrid batches: X-X with probability ``alpha``, else X-Y (both drawn as above)."""
+    """Hybrid batches: X-X with probability ``alpha``, else X-Y (both drawn as above, ``xy_pairs`` for
+    the X-Y branch)."""
 
-    def __init__(self, index: ParallelIndex, batch_size: int, alpha: float = 0.5, **kwargs) -> None:
+    def __init__(self, index: ParallelIndex, batch_size: int, alpha: float = 0.5, xy_pairs: str = "per_example",
+                 **kwargs) -> None:
         require_number("sampler.alpha", alpha, low=0, high=1)
         super().__init__(index, batch_size, **kwargs)
         self.alpha = alpha
         # alpha = 0 or 1 degenerates to pure X-Y / X-X, which need not be constructible otherwise
         self.xx = XXSampler(index, batch_size, **kwargs) if alpha > 0 else None
-        self.xy = XYSampler(index, batch_size, **kwargs) if alpha < 1 else None
+        self.xy = XYSampler(index, batch_size, xy_pairs=xy_pairs, **kwargs) if alpha < 1 else None
         self.smallest = min(s.smallest for s in (self.xx, self.xy) if s is not None)
 
     def draw(self, rng: np.random.Generator, size: int) -> Batch:

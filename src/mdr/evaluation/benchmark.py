@@ -43,10 +43,13 @@ class TextEncoder(Protocol):
 
 @dataclass(frozen=True)
 class EvalOptions:
-    """Options shared by every benchmark of a run (``eval.batch_size``, ``eval.chunk_size``)."""
+    """Options shared by every benchmark of a run (``eval.batch_size``, ``eval.chunk_size``,
+    ``eval.recall_at``; the training languages come from the run or ``eval.training_languages``)."""
 
     batch_size: int = 128  # texts per encoder forward pass
     chunk_size: int = 256  # queries scored against a full pool at a time (bounds scoring memory)
+    recall_at: tuple[int, ...] = (1, 10)  # recall cut-offs of the pool benchmarks
+    training_languages: tuple[str, ...] | None = None  # for the seen / unseen split
 
 
 class Benchmark(Protocol):

@@ -3,16 +3,24 @@
 At the end of ``fit`` (and every ``every_n_steps`` optimizer steps if set) the evaluator runs on
 global rank 0, its scalar metrics go to every logger as ``eval/<set>/<metric>``, and the last
 results are written atomically to ``results_path`` (next to the checkpoints).
+
+With model selection (``mdr.model.selection``), the final evaluation runs on the best checkpoint's
+weights and ``results.json`` says which step that was and why; when the monitored value is an
+``eval/<set>/<metric>``, that set is evaluated at each validation to provide it.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 
 import lightning as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 
+from mdr.errors import ConfigError
 from mdr.evaluation.benchmark import headline_metrics
 from mdr.evaluation.evaluator import RetrievalEvaluator
 from mdr.evaluation.report import plot_matrix
@@ -51,16 +59,21 @@ class RetrievalEvalCallback(L.Callback):
 
     Counted in optimizer steps: with gradient accumulation a step spans several batches and is
     evaluated once, after its update. The final evaluation reuses a periodic one made at the same step.
+    ``best``: the ModelCheckpoint that keeps the selected checkpoint (its monitor, mode and best
+    path), ``early_stopping``: the EarlyStopping callback, if any.
     """
 
     def __init__(self, evaluator: RetrievalEvaluator, results_path: str, every_n_steps: int | None = None,
-                 extra: dict | None = None) -> None:
+                 extra: dict | None = None, best: ModelCheckpoint | None = None,
+                 early_stopping: EarlyStopping | None = None) -> None:
         self.evaluator = evaluator
         self.results_path = results_path
         self.every_n_steps = every_n_steps
         self.extra = extra or {}
+        self.best, self.early_stopping = best, early_stopping
         self.results: dict[str, dict] | None = None
         self.evaluated_step: int | None = None
+        self.selected: dict | None = None
 
     def _run(self, trainer: L.Trainer, pl_module: L.LightningModule, final: bool) -> None:
         step = trainer.global_step
@@ -69,6 +82,8 @@ class RetrievalEvalCallback(L.Callback):
                 self.results = self.evaluator(pl_module.encoder)
                 log_results(trainer.loggers, self.results, step, os.path.dirname(self.results_path))
             payload = {"step": step, "final": final, **self.extra, "results": self.results}
+            if final and self.selected:
+                payload.update(step=self.selected["step"], trained_steps=trainer.global_step, selection=self.selected)
             write_json_atomic(self.results_path, payload)
         self.evaluated_step = step
         trainer.strategy.barrier("retrieval_eval")
@@ -78,5 +93,38 @@ class RetrievalEvalCallback(L.Callback):
         if self.every_n_steps and step > 0 and step % self.every_n_steps == 0 and step != self.evaluated_step:
             self._run(trainer, pl_module, final=False)
 
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        monitor = self.best.monitor if self.best is not None else None
+        if not monitor or not monitor.startswith("eval/") or trainer.sanity_checking:
+            return
+        _, name, metric = monitor.split("/")
+        value = math.nan
+        if trainer.is_global_zero:
+            value = float(self.evaluator.evaluate_one(name, pl_module.encoder).get(metric, math.nan))
+            if math.isnan(value):
+                raise ConfigError(f"val.monitor={monitor!r}: eval set {name!r} has no metric {metric!r}")
+        value = trainer.strategy.broadcast(value, src=0)
+        pl_module.log(monitor, value, batch_size=1)
+
     def on_train_end(self, trainer, pl_module) -> None:
+        if self.best is not None and self.best.best_model_path:
+            self.selected = self._load_best(pl_module)
+            if self.selected["step"] != trainer.global_step:
+                self.evaluated_step = None  # a periodic evaluation at this step saw the last weights, not these
         self._run(trainer, pl_module, final=True)
+
+    def _load_best(self, pl_module: L.LightningModule) -> dict:
+        """Put the best checkpoint's weights into the module; what was chosen and why."""
+        state = torch.load(self.best.best_model_path, map_location=pl_module.device, weights_only=False)
+        pl_module.load_state_dict(state["state_dict"])
+        score = self.best.best_model_score
+        stopped = self.early_stopping is not None and self.early_stopping.wait_count >= self.early_stopping.patience
+        return {
+            "step": int(state["global_step"]),
+            "checkpoint": self.best.best_model_path,
+            "monitor": self.best.monitor,
+            "mode": self.best.mode,
+            "value": float(score) if score is not None else None,
+            "rule": f"the checkpoint with the {'lowest' if self.best.mode == 'min' else 'highest'} {self.best.monitor}",
+            "early_stopped": bool(stopped),
+        }

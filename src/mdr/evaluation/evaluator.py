@@ -7,7 +7,7 @@ Out: ``{name: results}``, each in the results shape of ``mdr.evaluation.benchmar
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from mdr.evaluation.benchmark import Benchmark, EvalOptions, TextEncoder, check_results
 
@@ -15,9 +15,15 @@ from mdr.evaluation.benchmark import Benchmark, EvalOptions, TextEncoder, check_
 class RetrievalEvaluator:
     """Evaluates an encoder on named benchmarks; ``__call__`` returns ``{name: results}``."""
 
-    def __init__(self, sets: Mapping[str, Benchmark], batch_size: int = 128, chunk_size: int = 256) -> None:
+    def __init__(self, sets: Mapping[str, Benchmark], batch_size: int = 128, chunk_size: int = 256,
+                 recall_at: Sequence[int] = (1, 10), training_languages: Sequence[str] | None = None) -> None:
         self.sets = dict(sets)
-        self.options = EvalOptions(batch_size=batch_size, chunk_size=chunk_size)
+        self.options = EvalOptions(batch_size=batch_size, chunk_size=chunk_size, recall_at=tuple(recall_at),
+                                   training_languages=tuple(training_languages) if training_languages else None)
 
     def __call__(self, encoder: TextEncoder) -> dict[str, dict]:
-        return {name: check_results(name, benchmark.evaluate(encoder, self.options)) for name, benchmark in self.sets.items()}
+        return {name: self.evaluate_one(name, encoder) for name in self.sets}
+
+    def evaluate_one(self, name: str, encoder: TextEncoder) -> dict:
+        """The results of one benchmark, every metric checked against its range."""
+        return check_results(name, self.sets[name].evaluate(encoder, self.options))

@@ -3,7 +3,8 @@
 In:  an encoder; topics, qrels and a passage corpus per language (``mdr.formats.miracl``: from the
      Hugging Face Hub, downloaded once and cached, or from local folders in the same layout).
 Out: nDCG@10 and Recall@100 per language and their mean over languages (the results shape of
-     ``mdr.evaluation.benchmark``).
+     ``mdr.evaluation.benchmark``); when more languages than the paper's 15 (arXiv 2408.10536) are
+     evaluated, also the means over those 15 (``ndcg_at_10_paper15``, ``recall_at_100_paper15``).
 
 The corpus is encoded as a stream: embeddings are appended to a float32 file on disk and read back
 as a memmap, block by block, for exact inner-product search with faiss (on every GPU when faiss-gpu
@@ -26,6 +27,7 @@ from mdr.errors import DataError
 from mdr.evaluation.benchmark import EvalOptions, TextEncoder, finite_embeddings
 from mdr.evaluation.metrics import ndcg_at_k, recall_at_k
 from mdr.formats.miracl import annotation_file, corpus_dir, qrels_file, read_corpus, read_qrels, read_topics, topics_file
+from mdr.reference.published import paper_miracl_languages
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +108,15 @@ class MiraclEval:
                 num_docs[lang] = len(docids)
                 log.info("miracl %s: %d topics, %d passages, nDCG@10 %.4f, R@%d %.4f",
                          lang, len(qids), len(docids), ndcg[lang], k, recall[lang])
+        paper = paper_miracl_languages()  # the paper's means are over these 15
+        paper_means = {f"{metric}_paper15": float(np.mean([values[lang] for lang in paper]))
+                       for metric, values in (("ndcg_at_10", ndcg), (f"recall_at_{k}", recall))
+                       if set(paper) < set(values)}
         return {
             "languages": self.languages,
             "ndcg_at_10": float(np.mean(list(ndcg.values()))),
             f"recall_at_{k}": float(np.mean(list(recall.values()))),
+            **paper_means,
             "ndcg_at_10_per_lang": ndcg,
             f"recall_at_{k}_per_lang": recall,
             "num_queries": num_queries,

@@ -9,22 +9,9 @@ here, for held-out data in the parallel schema; ``mdr.evaluation.lareqa`` for XQ
     relevant[i]  pool indices relevant to query i, in every language (each setting restricts them
                  to its own pool)
 
-``EvalSet.evaluate(encoder)`` returns, in the results shape of ``mdr.evaluation.benchmark``::
-
-    multilingual_map   every query against the pool of all languages; relevant = the answer in
-                       every language
-    monolingual_map    X queries against the X pool, mean over X
-    crosslingual_map   X queries against the Y pool, mean over ordered pairs X != Y
-    matrix             {X: {Y: mAP}} for every X, Y
-    rank_distance      multilingual pool: per query, max rank - min rank of its relevant
-                       candidates (queries with >= 2); mean over queries. Minimum R - 1 for R
-                       relevant (all translations ranked together at the top)
-    same_language_first  multilingual pool: share of queries whose best-ranked relevant candidate
-                       is in the query's language (queries with a relevant candidate in their own
-                       and in another language). An unbiased model approaches 1 / L
-
-Each unique text is encoded once for all settings; queries without a relevant candidate in a
-setting's pool (a question missing in that language) are left out of that setting only.
+``EvalSet.evaluate(encoder)`` encodes each unique text once and returns, in the results shape of
+``mdr.evaluation.benchmark``, the three settings (monolingual, cross-lingual, multilingual) and the
+language-bias metrics as ``mdr.evaluation.settings`` defines them.
 """
 
 from __future__ import annotations
@@ -40,7 +27,7 @@ import torch
 
 from mdr.errors import DataError
 from mdr.evaluation.benchmark import EvalOptions, TextEncoder, finite_embeddings, headline_metrics
-from mdr.evaluation.metrics import average_precision, full_pool_ranks, rank_distance
+from mdr.evaluation.settings import score_embeddings
 from mdr.formats.parallel import load_parallel_corpus
 
 log = logging.getLogger(__name__)
@@ -74,7 +61,7 @@ class EvalSet:
         c = finite_embeddings(encode_unique(encoder, self.cand_text, "passage", options.batch_size), self.name, "candidates")
         q, c = q.to(device), c.to(device)
         t_encode = time.perf_counter() - t0
-        result = score_embeddings(self, q, c, options.chunk_size)
+        result = score_embeddings(self, q, c, options.chunk_size, options.recall_at, options.training_languages)
         result["encode_seconds"] = t_encode
         result["total_seconds"] = time.perf_counter() - t0
         log.info("eval %s: %s", self.name, headline_metrics(result))
@@ -110,65 +97,3 @@ def encode_unique(encoder: TextEncoder, texts: list[str], kind: str, batch_size:
         return encoder.encode(texts, kind, batch_size=batch_size)
     emb = encoder.encode(unique.tolist(), kind, batch_size=batch_size)
     return emb[torch.as_tensor(inverse)]
-
-
-def score_embeddings(es: EvalSet, q: torch.Tensor, c: torch.Tensor, chunk_size: int = 256) -> dict:
-    """All settings and bias metrics from precomputed query and candidate embeddings."""
-    q_lang = np.asarray(es.query_lang)
-    c_lang = np.asarray(es.cand_lang)
-    langs = es.languages
-    result: dict = {"languages": langs, "num_queries": len(q), "num_candidates": len(c)}
-
-    # multilingual pool
-    has_rel = np.array([len(r) > 0 for r in es.relevant])
-    if not has_rel.any():
-        raise ValueError(f"eval set {es.name!r}: no query has a relevant candidate")
-    rel = [es.relevant[i] for i in np.flatnonzero(has_rel)]
-    ranks = full_pool_ranks(q[has_rel], c, rel, chunk_size)
-    ap = np.array([average_precision(r) for r in ranks])
-    result["multilingual_map"] = float(ap.mean())
-    result["multilingual_map_per_lang"] = {
-        x: float(ap[q_lang[has_rel] == x].mean()) for x in langs if (q_lang[has_rel] == x).any()
-    }
-    result.update(_bias(ranks, rel, q_lang[has_rel], c_lang))
-
-    # one pool per language: the X -> Y matrix
-    t0 = time.perf_counter()
-    matrix: dict[str, dict[str, float]] = {x: {} for x in langs}
-    for y in langs:
-        cols = np.flatnonzero(c_lang == y)
-        if len(cols) == 0:
-            continue
-        local = np.full(len(c), -1)
-        local[cols] = np.arange(len(cols))
-        rel_y = [local[r][local[r] >= 0] for r in es.relevant]
-        keep = np.array([len(r) > 0 for r in rel_y])
-        if not keep.any():
-            continue
-        ranks_y = full_pool_ranks(q[keep], c[cols], [rel_y[i] for i in np.flatnonzero(keep)], chunk_size)
-        ap_y = np.array([average_precision(r) for r in ranks_y])
-        for x in langs:
-            sel = q_lang[keep] == x
-            if sel.any():
-                matrix[x][y] = float(ap_y[sel].mean())
-    mono = [matrix[x][x] for x in langs if x in matrix[x]]
-    cross = [v for x in langs for y, v in matrix[x].items() if y != x]
-    result["monolingual_map"] = float(np.mean(mono)) if mono else float("nan")
-    result["crosslingual_map"] = float(np.mean(cross)) if cross else float("nan")
-    result["matrix"] = matrix
-    result["score_seconds"] = time.perf_counter() - t0
-    return result
-
-
-def _bias(ranks: list[np.ndarray], relevant: list[np.ndarray], q_lang: np.ndarray, c_lang: np.ndarray) -> dict:
-    distances, same_first = [], []
-    for r, idx, lang in zip(ranks, relevant, q_lang):
-        if len(r) >= 2:
-            distances.append(rank_distance(r))
-        langs = c_lang[idx]
-        if (langs == lang).any() and (langs != lang).any():
-            same_first.append(langs[np.argmin(r)] == lang)
-    return {
-        "rank_distance": float(np.mean(distances)) if distances else float("nan"),
-        "same_language_first": float(np.mean(same_first)) if same_first else float("nan"),
-    }

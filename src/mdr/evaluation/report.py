@@ -12,6 +12,7 @@ import io
 import os
 
 from mdr.evaluation.benchmark import per_language
+from mdr.reference.published import comparison_rows, comparison_title
 
 HEADLINE = (
     ("monolingual_map", "mono mAP"),
@@ -59,12 +60,22 @@ def csv_table(rows: list[dict[str, str]]) -> str:
     return out.getvalue()
 
 
-def results_report(results: dict[str, dict]) -> str:
-    """The headline table, then per eval set its X -> Y matrix (if any) and per-language metrics."""
+def results_report(results: dict[str, dict], model: str | None = None, sampler: str | None = None) -> str:
+    """The headline table, then per eval set its X -> Y matrix (if any) and per-language metrics,
+    then the published figures of the same model family and batching, if the paper has them."""
     parts = [markdown_table(result_rows(results))]
+    published = comparison_rows(results, model, sampler)
+    if published:
+        parts.append(f"{comparison_title()}\n{markdown_table(published)}")
     for name, result in results.items():
         if "matrix" in result:
             parts.append(f"{name}: mAP, query language (rows) x pool language (columns)\n{matrix_table(result['matrix'])}")
+        if result.get("seen_languages") is not None:
+            groups = {"seen": result["seen_languages"], "unseen": result["unseen_languages"]}
+            rows = [{"query languages": f"{g}: {', '.join(langs) or '-'}",
+                     **{label: _fmt(key, result.get(f"{key}_{g}")) for key, label in HEADLINE if f"{key}_{g}" in result}}
+                    for g, langs in groups.items()]
+            parts.append(f"{name}: languages seen and not seen in training\n{markdown_table(rows)}")
         tables = per_language(result)
         if tables:
             langs = list(dict.fromkeys(lang for values in tables.values() for lang in values))

@@ -2,7 +2,8 @@
 
 In:  batches from ``mdr.data.datamodule`` (tokenised queries, positives then hard negatives,
      languages, and the batch kind the sampler drew).
-Out: logged ``train/loss``, ``train/accuracy`` (in-batch top-1), ``train/temperature``, the learning
+Out: logged ``train/loss``, ``train/accuracy`` (in-batch top-1), ``train/temperature``, ``val/loss``
+     and ``val/accuracy`` on the fixed validation batches when there are some, the learning
      rate (LearningRateMonitor) and ``sampling/*``: the running share of batch kinds (and, in a
      mixture, sources) per step, and of query languages and (query, passage) language pairs per
      example, drawn so far.
@@ -70,6 +71,9 @@ class BiEncoderModule(L.LightningModule):
     loss: InfoNCE (temperature, learnable, symmetric).
     lr, weight_decay: AdamW.
     warmup_ratio: share of all optimizer steps spent in linear warm-up, then linear decay to 0.
+    model_config: the resolved ``model`` config, stored in checkpoints to rebuild the encoder.
+    run_info: what evaluating a checkpoint needs to know of its run (``training_languages`` for the
+        seen / unseen split, ``choices`` for the published comparison), stored in checkpoints.
     seed: dropout randomness of step k is seeded from (seed, k), so a resumed run reproduces the
         uninterrupted run's losses exactly (a fresh process would otherwise have other RNG state).
     grad_cache_chunk_size: embed the batch in chunks of this many texts with GradCache
@@ -87,6 +91,7 @@ class BiEncoderModule(L.LightningModule):
         warmup_ratio: float = 0.1,
         seed: int = 0,
         model_config: dict | None = None,
+        run_info: dict | None = None,
         grad_cache_chunk_size: int | None = None,
         gradient_clip_val: float | None = None,
     ) -> None:
@@ -100,13 +105,14 @@ class BiEncoderModule(L.LightningModule):
         self.gradient_clip_val = gradient_clip_val
         self.automatic_optimization = grad_cache_chunk_size is None
         self.model_config = model_config  # the resolved `model` config, so export.py can rebuild the encoder
+        self.run_info = run_info or {}  # training languages and config choices, for evaluate.py and export.py
         self.encoder = encoder
         self.loss = loss
         self.lr = lr
         self.weight_decay = weight_decay
         self.warmup_ratio = warmup_ratio
         self.seed = seed
-        self.save_hyperparameters(ignore=["encoder", "loss", "model_config"])
+        self.save_hyperparameters(ignore=["encoder", "loss", "model_config", "run_info"])
         self.drawn: Counter[str] = Counter()
         self.last_finite_loss: tuple[int, float] | None = None  # (step, loss), for the divergence message
 
@@ -145,6 +151,15 @@ class BiEncoderModule(L.LightningModule):
         self.log("train/accuracy", accuracy, prog_bar=True, batch_size=bs)
         self.log("train/temperature", self.loss.temperature, batch_size=bs)
         self._log_sampling(batch)
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """In-batch InfoNCE on a fixed validation batch (dropout off), logged as ``val/loss``: the
+        mean over the validation batches, the quantity model selection and early stopping watch."""
+        loss, accuracy = self._loss(self.encoder(**batch["query"]), self.encoder(**batch["passage"]))
+        bs = len(batch["query_lang"])
+        self.log("val/loss", loss, batch_size=bs, sync_dist=True)
+        self.log("val/accuracy", accuracy, batch_size=bs, sync_dist=True)
         return loss
 
     def _grad_cache_step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -235,6 +250,7 @@ class BiEncoderModule(L.LightningModule):
         checkpoint["sampling_counts"] = dict(self.drawn)
         checkpoint["encoder_name_or_path"] = self.encoder.name_or_path
         checkpoint["model_config"] = self.model_config
+        checkpoint["run_info"] = self.run_info
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.drawn = Counter(checkpoint.get("sampling_counts", {}))

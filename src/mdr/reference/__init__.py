@@ -1,0 +1,1 @@
+"""Published figures to compare with (package data, with their citation): ``published``."""

@@ -1,0 +1,69 @@
+"""The hybrid-batching paper's published table, matched to this tool's runs.
+
+In:  a run's model (``name_or_path``), its sampler choice and its results.
+Out: rows ``{run, eval set, metric, ours, published, difference}`` for every metric the paper
+     reports for the same model family (LaBSE, XLM-R base), the same batching (xx, xy, hybrid) and
+     the same benchmark (xquad_r, mlqa_r, miracl), labelled as published figures. Runs that match
+     no published row (another model, sampler or benchmark) get none.
+
+MIRACL: the paper averages over its 15 languages; a run's ``<metric>_paper15`` mean (present when
+those 15 were all evaluated) is compared, or the plain mean when exactly those were evaluated.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+REFERENCE_FILE = Path(__file__).with_name("elmahdy2024.yaml")
+MODEL_FAMILIES = {"LaBSE": ("labse",), "XLM-R": ("xlm-roberta-base", "xlmr-base", "xlm_roberta_base")}
+
+
+@cache
+def reference() -> dict:
+    """The stored paper data: citation, setup, MIRACL languages and the published rows."""
+    return yaml.safe_load(REFERENCE_FILE.read_text(encoding="utf-8"))
+
+
+def paper_miracl_languages() -> list[str]:
+    return list(reference()["miracl_languages"])
+
+
+def model_family(name_or_path: str | None) -> str | None:
+    """LaBSE or XLM-R (base) from a model's hub id or path, else None."""
+    name = (name_or_path or "").lower()
+    if "large" in name:
+        return None
+    return next((family for family, keys in MODEL_FAMILIES.items() if any(k in name for k in keys)), None)
+
+
+def published_row(model: str | None, sampler: str | None) -> dict | None:
+    family = model_family(model)
+    return next((r for r in reference()["rows"] if r["model"] == family and r["batching"] == sampler), None)
+
+
+def comparison_rows(results: dict[str, dict], model: str | None, sampler: str | None, run: str = "") -> list[dict[str, str]]:
+    """Our metric, the published one and the difference, for every published metric this run has."""
+    row = published_row(model, sampler)
+    if row is None:
+        return []
+    out = []
+    for name, result in results.items():
+        for metric, published in (row.get(name) or {}).items():
+            ours = result.get(metric)
+            if name == "miracl":  # the paper's mean over its 15 languages, or nothing comparable
+                same_languages = sorted(result.get("languages", [])) == sorted(paper_miracl_languages())
+                ours = result.get(f"{metric}_paper15", ours if same_languages else None)
+            if not isinstance(ours, float):
+                continue
+            digits = 1 if metric == "rank_distance" else 4
+            out.append({**({"run": run} if run else {}), "eval set": name, "metric": metric, "ours": f"{ours:.{digits}f}",
+                        "published": f"{published:.{digits}f}", "difference": f"{ours - published:+.{digits}f}",
+                        "paper row": f"{row['model']}, {row['batching']}"})
+    return out
+
+
+def comparison_title() -> str:
+    return f"Published figures ({reference()['short']}), same model family, batching and benchmark; not re-measured here"
