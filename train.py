@@ -14,8 +14,9 @@ register_resolvers()  # before Hydra composes: the configs use ${project_root:},
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig):
-    return run_cli(tasks.train, cfg)
+def main(cfg: DictConfig) -> float:
+    # the selection metric (summary.select_metric), so that any Hydra sweeper can optimise it
+    return tasks.objective(cfg, run_cli(tasks.train, cfg))
 
 
 if __name__ == "__main__":

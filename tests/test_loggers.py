@@ -56,3 +56,12 @@ def test_eval_results_reach_wandb_as_metrics_table_and_heatmap(tmp_path, monkeyp
     [table] = run_dir.glob("media/table/eval/demo/matrix*.table.json")
     assert json.loads(table.read_text())["columns"] == ["query \\ pool", "de", "en"]
     assert logged["eval/demo/multilingual_map"] == results["demo"]["multilingual_map"]
+
+
+def test_run_names_say_what_a_run_differs_in():
+    from mdr.loggers import run_name
+
+    choices = {"sampler": "hybrid", "model": "labse", "data": "demo"}
+    assert run_name(choices, ["sampler=hybrid", "model=labse", "seed=1"], 1) == "hybrid-labse-s1"
+    assert run_name(choices, ["sampler.alpha=0.25", "data=mmarco", "data.files=/x/y.jsonl", "logger=wandb",
+                              "trainer.max_steps=3", "optim.lr=3e-5", "seed=2"], 2) == "hybrid-labse-alpha0.25-mmarco-lr3e-5-s2"

@@ -18,15 +18,47 @@ from omegaconf import DictConfig, OmegaConf
 from mdr.config import instantiate
 
 
-def build_loggers(cfg: DictConfig, out: str) -> list | bool:
-    """The configured logger (``False`` for ``logger=none``), with the whole resolved config
-    logged as hyperparameters."""
+def build_loggers(cfg: DictConfig, out: str, choices: dict | None = None, overrides: list[str] | None = None) -> list | bool:
+    """The configured logger (``False`` for ``logger=none``), with the whole resolved config and the
+    chosen config options (``choices``) logged as hyperparameters. A W&B run without a configured
+    name is named after its options (``hybrid-labse-alpha0.25-s1``) and tagged with them."""
     if cfg.logger is None or not cfg.logger.get("_target_"):
         return False
-    logger = instantiate(cfg.logger, save_dir=out)
-    logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    choices = dict(choices or {})
+    extra = {}
+    if str(cfg.logger._target_).endswith("wandb_logger"):
+        extra["name"] = cfg.logger.get("name") or run_name(choices, overrides or [], cfg.get("seed"))
+        extra["tags"] = [f"{k}:{v}" for k, v in choices.items()] + [f"seed:{cfg.get('seed')}"] + list(cfg.logger.get("tags") or [])
+    logger = instantiate(cfg.logger, save_dir=out, **extra)
+    logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "choices": {**choices, "seed": cfg.get("seed")}})
     return [logger]
 
+
+def finish_loggers(loggers) -> None:
+    """End the W&B run of this job: the next job of a multirun (same process) starts its own run
+    instead of logging into this one."""
+    for logger in loggers or []:
+        if type(logger).__name__ == "WandbLogger" and logger._experiment is not None:
+            logger.experiment.finish()
+
+
+NAMED_GROUPS = ("data", "eval", "experiment")  # group choices that name a run (beside sampler and model)
+NAMED_SECTIONS = ("sampler.", "optim.", "loss.")  # value overrides that name a run: the training strategy
+
+
+def run_name(choices: dict, overrides: list[str], seed) -> str:
+    """``<sampler>-<model>[-<data/eval/experiment choices>][-<strategy values>]-s<seed>``, e.g.
+    ``hybrid-labse-alpha0.25-s1``: what a run differs in, readable in a W&B list. Paths, logging and
+    Trainer options are left out."""
+    parts = [choices.get("sampler"), choices.get("model")]
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        if key in NAMED_GROUPS:
+            parts.append(value)
+        elif key.startswith(NAMED_SECTIONS) and value:
+            parts.append(f"{key.rsplit('.', 1)[-1]}{value}")
+    parts.append(f"s{seed}")
+    return "-".join(str(p) for p in parts if p)[:128]
 
 
 def sweep_name() -> str | None:

@@ -1,59 +1,37 @@
 """A Hydra callback that prints and saves the comparison tables at the end of a multirun.
 
-It reads each job's ``results.json`` (written by the end-of-training evaluation) and the job's
-overrides, and writes ``summary.md`` and ``summary.csv`` into the sweep folder: one row per job and
-eval set, then, for runs the hybrid-batching paper has figures for, the published figures beside
-ours. Jobs without final results (or with a ``failed.txt``: a diverged run may have left a
-mid-training evaluation behind) are listed as failed, with the first line of their ``failed.txt``
-when they wrote one, so one broken job is visible rather than silently missing; the sweep then
-exits with status 1.
+It reads each job's ``results.json`` and ``per_query.parquet`` and writes into the sweep folder
+``summary.md`` (every table below) and ``summary.csv`` (the first):
+
+1. one row per job and eval set, with the headline metrics;
+2. runs grouped over seeds: mean, standard deviation and 95 % interval of each metric, marked
+   ▲ / ▼ where a group is significantly better / worse than the baseline (``summary.baseline``);
+3. the tests behind the marks (``mdr.comparison``): difference, bootstrap interval, d_z, p, Holm p;
+4. the best group by ``summary.select_metric`` on ``summary.select_set``, with its interval;
+5. the hybrid-batching paper's published figures beside ours, for runs it has figures for.
+
+With ``logger=wandb`` the tables are also logged as W&B Tables in a run of the sweep's group. Jobs
+without final results (or with a ``failed.txt``) are listed as failed, with the first line of their
+``failed.txt``; the sweep then exits with status 1.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from mdr.evaluation.report import csv_table, markdown_table, result_rows
-from mdr.formats.results import FAILED_FILE, read_json, train_results_path
+from mdr.comparison import Job, best_group, eval_sets, groups, pick_baseline, read_jobs, seed_rows, significance
+from mdr.evaluation.report import HEADLINE, csv_table, markdown_table, result_rows
 from mdr.reference.published import comparison_rows, comparison_title
 
-
-@dataclass
-class Job:
-    """One job of a sweep: its folder name, overrides, and final results (None if it failed)."""
-
-    name: str
-    run: str
-    record: dict | None
-    failure: str | None
-
-    @property
-    def ok(self) -> bool:
-        return self.record is not None
-
-
-def read_jobs(sweep_dir: str | Path) -> list[Job]:
-    """The numbered job folders of a sweep, in order."""
-    jobs = []
-    for folder in sorted((p for p in Path(sweep_dir).iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)):
-        overrides_file = folder / ".hydra" / "overrides.yaml"
-        overrides = OmegaConf.load(overrides_file) if overrides_file.exists() else []
-        run = " ".join(str(o) for o in overrides) or folder.name
-        results_file, failed = train_results_path(folder), folder / FAILED_FILE
-        record = read_json(results_file) if results_file.exists() else None
-        if failed.exists() or record is None or not record.get("final", True):
-            reason = (failed.read_text().splitlines()[0] if failed.exists() else
-                      "no results.json" if record is None else f"no final results; last evaluated at step {record.get('step')}")
-            jobs.append(Job(folder.name, run, None, reason.replace("|", "/")))
-        else:
-            jobs.append(Job(folder.name, run, record, None))
-    return jobs
+log = logging.getLogger(__name__)
+DEFAULTS = {"baseline": None, "alpha": 0.05, "resamples": 9999, "bootstrap": 2000, "select_set": None,
+            "select_metric": "crosslingual_map", "select_mode": "max"}
 
 
 def summarize_sweep(sweep_dir: str | Path) -> list[dict[str, str]]:
@@ -74,22 +52,79 @@ def published_rows(jobs: list[Job]) -> list[dict[str, str]]:
                                        job.record.get("choices", {}).get("sampler"), run=job.run)]
 
 
+def sweep_tables(sweep_dir: str | Path, options: dict | None = None) -> dict[str, tuple[str, list[dict[str, str]]]]:
+    """Every table of the summary: ``{name: (title, rows)}``, in order; and the best-group line."""
+    o = {**DEFAULTS, **(options or {})}
+    jobs = read_jobs(sweep_dir)
+    tables = {"runs": ("Runs", summarize_sweep(sweep_dir))}
+    group_list = groups(jobs)
+    metrics = [(k, label) for k, label in HEADLINE]
+    if group_list and (len(group_list) > 1 or len(group_list[0].jobs) > 1):
+        baseline = pick_baseline(group_list, o["baseline"])
+        tests = significance(group_list, baseline, o["resamples"], o["bootstrap"]) if len(group_list) > 1 else []
+        marks = {(c.group, c.eval_set, c.metric): (" ▲" if c.delta > 0 else " ▼") for c in tests if c.p_holm < o["alpha"]}
+        tables["seeds"] = ("Over seeds: mean ±sd [95 % t interval]; ▲ / ▼ significantly better / worse than the baseline "
+                           f"({baseline.key}), paired randomisation test over queries, Holm-corrected, alpha {o['alpha']}",
+                           seed_rows(group_list, metrics, marks))
+        if tests:
+            tables["significance"] = (
+                f"Against the baseline {baseline.key}: per-query AP averaged over each group's seeds, paired by query; "
+                f"difference of the metric, 95 % paired-bootstrap interval, d_z, two-sided p ({o['resamples']} sign flips), "
+                f"Holm over the {len(tests)} comparisons",
+                [{"runs": c.group, "eval set": c.eval_set, "metric": c.metric, "difference": f"{c.delta:+.4f}",
+                  "95 % interval": f"[{c.low:+.4f}, {c.high:+.4f}]", "d_z": f"{c.dz:+.3f}", "p": f"{c.p:.4f}",
+                  "p (Holm)": f"{c.p_holm:.4f}",
+                  "verdict": ("better" if c.delta > 0 else "worse") if c.p_holm < o["alpha"] else "not significant"}
+                 for c in tests])
+        name = o["select_set"] or (eval_sets(group_list) or [None])[0]
+        best = best_group(group_list, name, o["select_metric"], o["select_mode"]) if name else None
+        if best:
+            g, s = best
+            interval = f" [{s.low:.4f}, {s.high:.4f}] over {s.n} seeds" if s.n > 1 else " (one seed: no interval)"
+            tables["best"] = (f"best by {name}/{o['select_metric']} ({o['select_mode']}): {g.key}: {s.mean:.4f}{interval}", [])
+    published = published_rows(jobs)
+    if published:
+        tables["published"] = (comparison_title(), published)
+    return tables
+
+
+def render(tables: dict) -> str:
+    parts = []
+    for name, (title, rows) in tables.items():
+        parts.append(markdown_table(rows) if name == "runs" else (f"{title}\n\n{markdown_table(rows)}" if rows else title))
+    return "\n\n".join(parts)
+
+
 class SweepSummary(Callback):
-    """Hydra callback (``conf/hydra/default.yaml``): the summary when a multirun ends."""
+    """Hydra callback (``conf/hydra/default.yaml``): the summary when a multirun ends. Its options are
+    the ``summary`` section of the sweep's config."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = config.hydra.sweep.dir
         if not os.path.isdir(sweep_dir):
             return
-        rows = summarize_sweep(sweep_dir)
-        sections = [markdown_table(rows)]
-        published = published_rows(read_jobs(sweep_dir))
-        if published:
-            sections.append(f"{comparison_title()}\n\n{markdown_table(published)}")
-        text = "\n\n".join(sections)
+        tables = sweep_tables(sweep_dir, dict(config.get("summary") or {}))
+        text = render(tables)
         Path(sweep_dir, "summary.md").write_text(text + "\n")
-        Path(sweep_dir, "summary.csv").write_text(csv_table(rows))
+        Path(sweep_dir, "summary.csv").write_text(csv_table(tables["runs"][1]))
         print(f"\nSweep summary ({sweep_dir}/summary.md):\n{text}")
-        failed = sorted({r["job"] for r in rows if r["status"].startswith("failed")}, key=int)
+        if str((config.get("logger") or {}).get("_target_", "")).endswith("wandb_logger"):
+            log_summary_to_wandb(config, sweep_dir, tables)
+        failed = sorted({r["job"] for r in tables["runs"][1] if r["status"].startswith("failed")}, key=int)
         if failed:
             raise SystemExit(f"{len(failed)} job(s) of the sweep failed: {', '.join(failed)} (see failed.txt in their folders)")
+
+
+def log_summary_to_wandb(config: DictConfig, sweep_dir: str, tables: dict) -> None:
+    """The summary tables as W&B Tables, in a run named ``<sweep>-summary`` of the sweep's group."""
+    from mdr.loggers import wandb_logger
+
+    name = os.path.basename(os.path.normpath(sweep_dir))
+    options = {k: config.logger.get(k) for k in ("project", "entity", "init_timeout") if config.logger.get(k) is not None}
+    logger = wandb_logger(save_dir=sweep_dir, name=f"{name}-summary", group=name, tags=["sweep-summary"], **options)
+    for key, (title, rows) in tables.items():
+        if rows:
+            columns = list(dict.fromkeys(k for r in rows for k in r))
+            logger.log_table(f"sweep/{key}", columns=columns, data=[[r.get(c, "") for c in columns] for r in rows])
+    logger.experiment.summary["sweep/best"] = tables["best"][0] if "best" in tables else ""
+    logger.experiment.finish()

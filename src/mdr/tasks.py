@@ -12,6 +12,7 @@ after ``mdr.config.register_resolvers()``.
 from __future__ import annotations
 
 import glob
+import math
 import os
 
 import lightning as L
@@ -28,8 +29,8 @@ from mdr.errors import ConfigError, NumericalError
 from mdr.evaluation.callback import RetrievalEvalCallback, log_results
 from mdr.evaluation.evaluator import RetrievalEvaluator
 from mdr.evaluation.report import markdown_table, result_rows, results_report
-from mdr.formats.results import RESULTS_FILE, read_json, train_results_path, write_json_atomic
-from mdr.loggers import build_loggers
+from mdr.formats.results import RESULTS_FILE, read_json, train_results_path, write_results
+from mdr.loggers import build_loggers, finish_loggers
 from mdr.model.checkpoint import AtomicCheckpointIO, load_checkpoint_encoder, read_checkpoint, resume_checkpoint, weights_mismatch
 from mdr.model.encoder import Encoder
 from mdr.model.export import write_sentence_transformers_folder
@@ -74,7 +75,7 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     ckpt_path = resume_checkpoint(cfg.ckpt_path)
     if ckpt_path and os.path.isfile(ckpt_path):
         check_resumable(ckpt_path, module)
-    loggers = build_loggers(cfg, out)
+    loggers = build_loggers(cfg, out, choices, overrides)
     callbacks = [instantiate(cfg.checkpoint, dirpath=ckpt_dir), eval_cb, *(selection.callbacks if selection else [])]
     callbacks += [LearningRateMonitor(logging_interval="step")] if loggers else []
     trainer_overrides.update(selection.trainer_overrides if selection else {})
@@ -84,6 +85,8 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     except NumericalError as e:
         kept = max(glob.glob(os.path.join(ckpt_dir, "*.ckpt")), key=os.path.getmtime, default=None)
         raise NumericalError(f"{e}; {f'last checkpoint kept: {kept}' if kept else 'no checkpoint was written'}") from None
+    finally:
+        finish_loggers(loggers)
     if trainer.is_global_zero and eval_cb.results is not None:
         print("\n" + results_report(eval_cb.results, cfg.model.name_or_path, choices.get("sampler")))
         print(f"\nresults: {eval_cb.results_path}")
@@ -100,6 +103,17 @@ def run_choices(cfg: DictConfig) -> dict[str, str]:
         chosen = HydraConfig.get().runtime.choices
         return {g: str(chosen[g]) for g in ("sampler", "model", "data", "eval", "experiment") if chosen.get(g) is not None}
     return {"sampler": SAMPLER_TARGETS.get(str(cfg.sampler.get("_target_", "")).rsplit(".", 1)[-1], "custom")}
+
+
+def objective(cfg: DictConfig, results: dict[str, dict] | None) -> float:
+    """What ``train.py`` returns to a Hydra sweeper: ``summary.select_metric`` of
+    ``summary.select_set`` (default: the first eval set); NaN for a failed run."""
+    summary = cfg.get("summary") or {}
+    if not results:
+        return math.nan
+    name = summary.get("select_set") or next(iter(results))
+    value = results.get(name, {}).get(summary.get("select_metric", "crosslingual_map"))
+    return float(value) if isinstance(value, float) else math.nan
 
 
 def build_trainer(trainer_cfg: DictConfig, **kwargs) -> L.Trainer:
@@ -146,8 +160,10 @@ def evaluate(cfg: DictConfig) -> dict[str, dict]:
     results = build_evaluator(cfg.eval, run_info.get("training_languages"))(encoder)
     out = output_dir()
     path = os.path.join(out, RESULTS_FILE)
-    write_json_atomic(path, {"model": encoder.name_or_path, "ckpt": cfg.get("ckpt"), "results": results})
-    log_results(build_loggers(cfg, out) or [], results, step=0, out_dir=out)  # also writes the heatmaps
+    results = write_results(path, {"model": encoder.name_or_path, "ckpt": cfg.get("ckpt"), "results": results})["results"]
+    loggers = build_loggers(cfg, out) or []
+    log_results(loggers, results, step=0, out_dir=out)  # also writes the heatmaps
+    finish_loggers(loggers)
     print("\n" + results_report(results, encoder.name_or_path, run_info.get("choices", {}).get("sampler")))
     print(f"\nresults: {path} (heatmaps: {out}/*_matrix.png)")
     return results

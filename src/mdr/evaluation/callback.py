@@ -21,10 +21,10 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 
 from mdr.errors import ConfigError
-from mdr.evaluation.benchmark import headline_metrics
+from mdr.evaluation.benchmark import headline_metrics, per_language
 from mdr.evaluation.evaluator import RetrievalEvaluator
 from mdr.evaluation.report import plot_matrix
-from mdr.formats.results import write_json_atomic
+from mdr.formats.results import write_results
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def logged_metrics(results: dict[str, dict], prefix: str = "eval") -> dict[str, 
 
 def log_results(loggers, results: dict[str, dict], step: int, out_dir: str) -> None:
     """Heatmap PNG of each X -> Y matrix into ``out_dir``; scalars to every logger; to W&B also
-    each matrix as a Table and its heatmap as an image."""
+    each matrix and each set's per-language metrics as Tables, and the heatmap as an image."""
     pngs = {
         name: plot_matrix(m["matrix"], os.path.join(out_dir, f"{name}_matrix.png"), title=f"{name}: mAP, query -> pool")
         for name, m in results.items()
@@ -52,6 +52,12 @@ def log_results(loggers, results: dict[str, dict], step: int, out_dir: str) -> N
             rows = [[x] + [metrics["matrix"][x].get(y) for y in langs] for x in langs]
             logger.log_table(f"eval/{name}/matrix", columns=["query \\ pool", *langs], data=rows, step=step)
             logger.log_image(f"eval/{name}/heatmap", [pngs[name]], step=step)
+        for name, result in results.items():
+            tables = per_language(result)
+            langs = list(dict.fromkeys(lang for values in tables.values() for lang in values))
+            if langs:
+                rows = [[lang] + [tables[m].get(lang) for m in tables] for lang in langs]
+                logger.log_table(f"eval/{name}/per_language", columns=["query language", *tables], data=rows, step=step)
 
 
 class RetrievalEvalCallback(L.Callback):
@@ -84,7 +90,7 @@ class RetrievalEvalCallback(L.Callback):
             payload = {"step": step, "final": final, **self.extra, "results": self.results}
             if final and self.selected:
                 payload.update(step=self.selected["step"], trained_steps=trainer.global_step, selection=self.selected)
-            write_json_atomic(self.results_path, payload)
+            self.results = write_results(self.results_path, payload)["results"]  # the per-query tables go beside it
         self.evaluated_step = step
         trainer.strategy.barrier("retrieval_eval")
 

@@ -61,7 +61,7 @@ class EvalSet:
         c = finite_embeddings(encode_unique(encoder, self.cand_text, "passage", options.batch_size), self.name, "candidates")
         q, c = q.to(device), c.to(device)
         t_encode = time.perf_counter() - t0
-        result = score_embeddings(self, q, c, options.chunk_size, options.recall_at, options.training_languages)
+        result = score_embeddings(self, q, c, options.chunk_size, options.recall_at, options.training_languages, per_query=True)
         result["encode_seconds"] = t_encode
         result["total_seconds"] = time.perf_counter() - t0
         log.info("eval %s: %s", self.name, headline_metrics(result))

@@ -56,6 +56,8 @@ def query_table(es, q: torch.Tensor, c: torch.Tensor, chunk_size: int = 256, rec
     table = pd.concat([p for p in parts if len(p)], ignore_index=True)
     table["query_lang"] = q_lang[table["query"].to_numpy()]
     table["query_id"] = np.asarray(es.query_id, dtype=object)[table["query"].to_numpy()]
+    table["setting"] = np.where(table["pool_lang"] == MULTILINGUAL, "multilingual",
+                                np.where(table["pool_lang"] == table["query_lang"], "monolingual", "crosslingual"))
     return table
 
 
@@ -135,11 +137,14 @@ def _lang_dict(series: pd.Series, languages: Sequence[str]) -> dict[str, float]:
 
 
 def score_embeddings(es, q: torch.Tensor, c: torch.Tensor, chunk_size: int = 256, recall_at: Sequence[int] = (1, 10),
-                     training_languages: Sequence[str] | None = None) -> dict:
-    """The results dict of an eval set from its query and candidate embeddings."""
+                     training_languages: Sequence[str] | None = None, per_query: bool = False) -> dict:
+    """The results dict of an eval set from its query and candidate embeddings (with ``per_query``,
+    its query table too, under the key ``per_query``: written beside results.json, not into it)."""
     t0 = time.perf_counter()
     table = query_table(es, q, c, chunk_size, recall_at)
     result = {"languages": es.languages, "num_queries": len(q), "num_candidates": len(c),
               **aggregate(table, es.languages, training_languages)}
     result["score_seconds"] = time.perf_counter() - t0
+    if per_query:
+        result["per_query"] = table
     return result

@@ -2,6 +2,10 @@
 
     <run>/checkpoints/results.json   train.py: the end-of-training evaluation (and the step it ran at)
     <run>/results.json               evaluate.py
+    per_query.parquet                beside either: one row per query and pool of every pool benchmark
+                                     (eval_set, setting, query, query_id, query_lang, pool_lang, ap,
+                                     first_rank, recall_at_<k>, rank_distance, same_language_first),
+                                     so two runs can be compared query by query; about 30 bytes a row
     <run>/failed.txt                 a multirun job that failed: its error (read by the sweep summary)
 
 JSON is written to a temporary file in the same folder and renamed, so a reader (or a run killed
@@ -17,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_FILE = "results.json"
+PER_QUERY_FILE = "per_query.parquet"
+PER_QUERY = "per_query"  # the key of a benchmark's per-query DataFrame in its results (not written to JSON)
 FAILED_FILE = "failed.txt"
 CHECKPOINT_DIR = "checkpoints"
 
@@ -47,3 +53,36 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
 def read_json(path: str | os.PathLike) -> Any:
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def write_results(path: str | os.PathLike, payload: dict) -> dict:
+    """Write ``payload`` as JSON to ``path`` and the per-query tables of its ``results`` (each
+    benchmark's ``per_query`` DataFrame) as one Parquet file beside it; returns the JSON part."""
+    import pandas as pd
+
+    results = {name: {k: v for k, v in r.items() if k != PER_QUERY} for name, r in payload.get("results", {}).items()}
+    tables = [r[PER_QUERY].assign(eval_set=name) for name, r in payload.get("results", {}).items()
+              if isinstance(r.get(PER_QUERY), pd.DataFrame)]
+    if tables:
+        table = pd.concat(tables, ignore_index=True)
+        for column in ("eval_set", "setting", "query_lang", "pool_lang"):
+            table[column] = table[column].astype("category")
+        for column in table.select_dtypes("float64").columns:
+            table[column] = table[column].astype("float32")
+        target = Path(path).with_name(PER_QUERY_FILE)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+        os.close(fd)
+        table.to_parquet(tmp, index=False)
+        os.replace(tmp, target)
+    json_payload = {**payload, "results": results}
+    write_json_atomic(path, json_payload)
+    return json_payload
+
+
+def read_per_query(results_path: str | os.PathLike):
+    """The per-query table written beside a results file, or None."""
+    import pandas as pd
+
+    path = Path(results_path).with_name(PER_QUERY_FILE)
+    return pd.read_parquet(path) if path.is_file() else None
