@@ -1,6 +1,8 @@
 """Training throughput: our Lightning training step vs sentence-transformers.
 
-Same model (the offline all-MiniLM-L6-v2), the same (query, passage) pairs (X-X batches of the demo
+Same model (``--model``, any conf/model option; default the offline all-MiniLM-L6-v2; on a GPU
+``labse_random``, LaBSE's architecture, with identical starting weights on both sides: ours are
+exported for sentence-transformers), the same (query, passage) pairs (X-X batches of the demo
 corpus, or --languages, fed to both as the same batches in the same order), the same batch size and
 max length; sentence-transformers runs its ``SentenceTransformerTrainer`` with
 ``MultipleNegativesRankingLoss`` (the same in-batch InfoNCE).
@@ -17,6 +19,13 @@ the demo corpus, whose passages are all 1-3 sentences.
     python benchmarks/train_throughput.py                          # CPU: 3 rounds x 20 steps, batch 32
     python benchmarks/train_throughput.py --xquad-r --length-groups 16
     python benchmarks/train_throughput.py --steps 50 --batch-size 64
+    python benchmarks/train_throughput.py --model labse_random --xquad-r --batch-size 100 --steps 100 --warmup 20   # GPU
+    python benchmarks/train_throughput.py --model labse_random --compile --pad-multiple 32 ...   # torch.compile, both sides
+
+On a GPU both run bf16 (our ``bf16-mixed``, sentence-transformers' ``bf16=True``). ``--compile``
+compiles both (ours: ``model.compile`` with length buckets of ``--pad-multiple`` tokens;
+sentence-transformers: the HF Trainer's ``torch_compile``); the first steps, which compile, fall in
+the warm-up.
 """
 
 from __future__ import annotations
@@ -31,16 +40,20 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
-from mdr.config import PROJECT_ROOT, minilm_path
+from mdr.config import PROJECT_ROOT, instantiate, register_resolvers
 from mdr.data.datamodule import ParallelDataModule
 from mdr.data.samplers import XXSampler
 from mdr.evaluation.lareqa import DEFAULT_XQUAD_R, lareqa
 from mdr.model.encoder import Encoder
+from mdr.model.export import write_sentence_transformers_folder
 from mdr.model.loss import InfoNCELoss
 from mdr.model.module import BiEncoderModule
 
 DEMO = PROJECT_ROOT / "data" / "demo" / "train.jsonl"
+register_resolvers()
 
 
 class StepTimer(L.Callback):
@@ -65,10 +78,21 @@ def xquad_r_corpus(path: Path, out: Path) -> Path:
     return out
 
 
+def load_encoder(args, compile: bool = False) -> tuple[Encoder, dict]:
+    """A fresh ``--model`` encoder (seeded: random-weight models start alike) and its config."""
+    overrides = [f"model={args.model}", f"model.query_max_length={args.max_length}", f"model.passage_max_length={args.max_length}"]
+    if compile:
+        overrides += ["model.compile=true", f"model.pad_to_multiple_of={args.pad_multiple}"]
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    torch.manual_seed(0)
+    return instantiate(cfg.model), OmegaConf.to_container(cfg.model, resolve=True)
+
+
 def batches(args) -> tuple[list[list[tuple[str, str]]], int]:
     """The (query, passage) pairs of warmup + steps X-X batches, drawn once and used by both, and the
     length groups in use (the sampler lowers them to what the smallest language can fill)."""
-    encoder = Encoder(minilm_path(), pooling="mean", query_max_length=args.max_length, passage_max_length=args.max_length)
+    encoder, _ = load_encoder(args)
     factory = lambda index, b, **kw: XXSampler(index, b, steps_per_epoch=10_000, length_groups=args.length_groups, **kw)  # noqa: E731
     dm = ParallelDataModule(str(args.data), factory, encoder.tokenization, batch_size=args.batch_size,
                             languages=args.languages, seed=0)
@@ -105,7 +129,7 @@ def token_counts(tokenizer, batch_list, max_length: int) -> tuple[int, int]:
 
 
 def run_ours(args, data) -> float:
-    encoder = Encoder(minilm_path(), pooling="mean", query_max_length=args.max_length, passage_max_length=args.max_length)
+    encoder, _ = load_encoder(args, compile=args.compile)
     module = BiEncoderModule(encoder, InfoNCELoss(temperature=0.05), lr=2e-5, warmup_ratio=0.1)
     tok = encoder.tokenization
 
@@ -146,7 +170,9 @@ def run_sentence_transformers(args, data) -> float:
         def on_train_end(self, targs, state, control, **kw):
             self.end = time.perf_counter()
 
-    model = SentenceTransformer(minilm_path(), device="cuda" if torch.cuda.is_available() else "cpu")
+    folder = tempfile.mkdtemp(prefix="st-model-")
+    write_sentence_transformers_folder(*load_encoder(args), folder)  # the same model and starting weights as ours
+    model = SentenceTransformer(folder, device="cuda" if torch.cuda.is_available() else "cpu")
     model.max_seq_length = args.max_length
     pairs = [pair for b in data for pair in b]
     dataset = Dataset.from_dict({"anchor": [q for q, _ in pairs], "positive": [p for _, p in pairs]})
@@ -159,6 +185,7 @@ def run_sentence_transformers(args, data) -> float:
             output_dir=out, per_device_train_batch_size=args.batch_size, max_steps=len(data), learning_rate=2e-5,
             warmup_steps=0.1, max_grad_norm=1.0, logging_steps=10_000, save_strategy="no", report_to=[], seed=0,
             dataloader_num_workers=0, batch_sampler=in_order, bf16=torch.cuda.is_available(), use_cpu=not torch.cuda.is_available(),
+            torch_compile=args.compile,
         )
         trainer = SentenceTransformerTrainer(model=model, args=targs, train_dataset=dataset,
                                              loss=MultipleNegativesRankingLoss(model, scale=20.0), callbacks=[timer])
@@ -178,22 +205,25 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--model", default="minilm", help="a conf/model option (minilm, labse_random, xlmr_random, ...)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile both sides")
+    parser.add_argument("--pad-multiple", type=int, default=32, help="our length buckets with --compile")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         if args.xquad_r:
             args.data = str(xquad_r_corpus(Path(args.xquad_r), Path(tmp) / "xquad_r.jsonl"))
         data, args.length_groups = batches(args)
-    from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    tokenizer = load_encoder(args)[0].tokenization.tokenizer
     tokens, ours_positions = token_counts(tokenizer, data[args.warmup:], args.max_length)
     st_data = ungrouped(data, args.length_groups)
     _, st_positions = token_counts(tokenizer, st_data[args.warmup:], args.max_length)
     pairs = args.steps * args.batch_size
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
-    print(f"{'XQuAD-R' if args.xquad_r else args.data}: {pairs} pairs / {tokens} real tokens timed per round, "
-          f"batch {args.batch_size}, max length {args.max_length}, length groups {args.length_groups}, {device}")
+    print(f"{args.model}{' compiled' if args.compile else ''}, {'XQuAD-R' if args.xquad_r else args.data}: {pairs} pairs / "
+          f"{tokens} real tokens timed per round, batch {args.batch_size}, max length {args.max_length}, "
+          f"length groups {args.length_groups}, {device}")
     print(f"real tokens per computed position: ours {tokens / ours_positions:.0%}, "
           f"sentence-transformers {tokens / st_positions:.0%}")
     results: dict[str, list[float]] = {"ours": [], "sentence-transformers": []}

@@ -52,3 +52,31 @@ def test_ungrouped_keeps_each_groups_pairs_and_batch_sizes():
         assert sorted(p for b in cut[start : start + 3] for p in b) == sorted(p for b in data[start : start + 3] for p in b)
     assert cut != data
     assert train_throughput.ungrouped(data, 1) is data
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("ampere_bf16_s16816gemm_bf16_128x128_ldg8_f2f_stages_32x5_tn", "GEMM"), ("aten::addmm", "GEMM"),
+    ("pytorch_flash::flash_fwd_kernel", "attention"), ("fmha_cutlassF_bf16_aligned_64x64_rf_sm80", "attention"),
+    ("void at::native::(anonymous namespace)::embedding_backward_feature_kernel", "embedding"),
+    ("void at::native::multi_tensor_apply_kernel<FusedAdamMathFunctor>", "optimizer (AdamW)"),
+    ("void at::native::cunn_SoftMaxForward<log_softmax>", "loss"), ("aten::native_layer_norm", "elementwise / norm"),
+    ("aten::bernoulli_", "elementwise / norm"), ("Memcpy HtoD", "other"),
+])
+def test_profile_categories(name, expected):
+    from benchmarks.profile_step import category
+
+    assert category(name) == expected
+
+
+def test_realistic_length_batches_and_their_length_groups():
+    """mMARCO-like lengths (queries ~10 tokens, passages 60-100); grouping sorts each draw by passage
+    length, so a batch's passages span less than at random, with the same lengths overall."""
+    plain = gpu_throughput.length_pairs("mmarco", batch=16, steps=8, max_length=128, groups=1)
+    grouped = gpu_throughput.length_pairs("mmarco", batch=16, steps=8, max_length=128, groups=4)
+    assert len(plain) == len(grouped) == 8 and all(len(q) == len(p) == 16 for q, p in plain)
+    assert sorted(x for _, p in plain for x in p) == sorted(x for _, p in grouped for x in p)
+    assert all(4 <= x <= 32 for q, _ in plain for x in q) and all(60 <= x <= 100 for _, p in plain for x in p)
+    spread = lambda batches: sum(max(p) - min(p) for _, p in batches)  # noqa: E731
+    assert spread(grouped) < spread(plain) / 2
+    fixed = gpu_throughput.random_inputs([5, 9], vocab=1000 + 50, device=torch.device("cpu"), pad_multiple=8)
+    assert fixed["input_ids"].shape == (2, 16) and fixed["attention_mask"].sum(1).tolist() == [5, 9]

@@ -92,3 +92,35 @@ def test_real_minilm_gives_sentence_transformers_embedding():
     ours = Encoder(minilm_path(), pooling="mean").encode(texts, "passage")
     ref = st.SentenceTransformer(minilm_path(), device="cpu").encode(texts, convert_to_tensor=True)
     torch.testing.assert_close(ours, F.normalize(ref, dim=-1), atol=1e-5, rtol=1e-4)
+
+
+def compiled_step(encoder):
+    """Loss and gradients of one in-batch InfoNCE step with length-bucketed batches."""
+    from mdr.model.loss import InfoNCELoss
+
+    queries, passages = ["where is the station", "who wrote it", "when"], ["north of the river", "she did, in 1905", "1890"]
+    q = encoder(**encoder.tokenization(queries, "query"))
+    p = encoder(**encoder.tokenization(passages, "passage"))
+    loss, _ = InfoNCELoss()(q, p, torch.arange(3))
+    loss.backward()
+    return loss.item(), [x.grad.clone() for x in encoder.parameters() if x.requires_grad]
+
+
+def test_length_buckets_pad_to_a_multiple_and_stop_at_the_limit():
+    enc = tiny(pad_to_multiple_of=16, passage_max_length=40)
+    assert enc.tokenization(["a b"], "query")["input_ids"].shape[1] == 16
+    long = enc.tokenization([" ".join(["word"] * 100)], "passage")
+    assert long["input_ids"].shape[1] == 40 and long["attention_mask"].sum() == 40  # 48 would pass the limit
+    with pytest.raises(ConfigError, match=r"model\.pad_to_multiple_of must be a positive integer"):
+        tiny(pad_to_multiple_of=0)
+
+
+@pytest.mark.parametrize("backend", ["aot_eager", pytest.param("inductor", marks=pytest.mark.slow)])
+def test_compiled_encoder_gives_the_eager_loss_and_gradients(backend):
+    """torch.compile (in place: the same parameter names) on the CPU; inductor generates code (slow)."""
+    eager, loss = compiled_step(tiny(pad_to_multiple_of=16)), None
+    compiled = tiny(pad_to_multiple_of=16, compile=True, compile_backend=backend)
+    assert [n for n, _ in compiled.named_parameters()] == [n for n, _ in tiny().named_parameters()]
+    loss, grads = compiled_step(compiled)
+    assert loss == pytest.approx(eager[0], abs=1e-5)
+    assert all(torch.allclose(g, e, atol=1e-5) for g, e in zip(grads, eager[1]))

@@ -146,3 +146,38 @@ def test_evaluate_entry_point_with_eval_miracl_and_eval_all(tmp_path, monkeypatc
         everything = compose("evaluate", overrides=["eval=all"])
         assert set(everything.eval.sets) == {"xquad_r", "mlqa_r", "miracl"}
         assert OmegaConf.is_missing(everything.eval.sets.mlqa_r, "path")  # no hub source: the user says where
+
+
+@pytest.mark.parametrize("backend", ["faiss", "torch", "auto"])
+def test_every_search_backend_finds_the_exact_top_k(backend):
+    """The GPU paths' CPU fallbacks: torch's matmul + topk (on CUDA when there is one) and faiss
+    give the dense product's top k, merged over blocks; fewer passages than k leave -1."""
+    from mdr.evaluation.search import exact_search
+
+    rng = np.random.default_rng(1)
+    q, d = rng.standard_normal((9, 16)).astype(np.float32), rng.standard_normal((1000, 16)).astype(np.float32)
+    scores, idx = exact_search(q, (d[i : i + 128] for i in range(0, 1000, 128)), 50, backend)
+    assert (idx == np.argsort(-(q @ d.T), axis=1)[:, :50]).all()
+    assert np.allclose(scores, np.take_along_axis(q @ d.T, idx, 1), atol=1e-5)
+    small_scores, small_idx = exact_search(q, iter([d[:3]]), 3, backend)
+    assert (np.sort(small_idx, 1) == np.arange(3)).all()
+
+
+def test_the_search_backend_is_checked_before_any_encoding(tmp_path):
+    from mdr.errors import ConfigError
+    from mdr.evaluation.search import resolve_backend
+
+    with pytest.raises(ConfigError, match=r"search must be one of \('auto', 'faiss', 'torch'\), got 'gpu'"):
+        resolve_backend("gpu")
+    import torch
+
+    if not torch.cuda.is_available():  # without a GPU: faiss on the CPU, and torch on the CPU when asked
+        assert resolve_backend("auto") == ("faiss", "cpu") and resolve_backend("torch") == ("torch", "cpu")
+
+
+def test_miracl_scores_agree_across_search_backends(tmp_path):
+    path, corpus_path = write_miracl(tmp_path, langs=("de",))
+    encoder = tiny()
+    a = MiraclEval("m", ["de"], path=str(path), corpus_path=str(corpus_path), block_size=40, search="faiss").evaluate(encoder)
+    b = MiraclEval("m", ["de"], path=str(path), corpus_path=str(corpus_path), block_size=40, search="torch").evaluate(encoder)
+    assert a["ndcg_at_10"] == pytest.approx(b["ndcg_at_10"], abs=1e-6) and a["recall_at_100"] == pytest.approx(b["recall_at_100"], abs=1e-6)

@@ -7,8 +7,9 @@ Out: nDCG@10 and Recall@100 per language and their mean over languages (the resu
      evaluated, also the means over those 15 (``ndcg_at_10_paper15``, ``recall_at_100_paper15``).
 
 The corpus is encoded as a stream: embeddings are appended to a float32 file on disk and read back
-as a memmap, block by block, for exact inner-product search with faiss (on every GPU when faiss-gpu
-sees one), so neither the passages nor their embeddings need to fit in RAM. ``max_docs_per_lang``
+as a memmap, block by block, for exact inner-product search (``mdr.evaluation.search``: on the GPU
+whenever there is one, with faiss-gpu or torch), so neither the passages nor their embeddings need
+to fit in RAM. ``max_docs_per_lang``
 caps each corpus for quick runs: every passage judged for the evaluated topics is kept, then the
 first others in file order. Topics without a relevant passage (relevance > 0) are left out.
 """
@@ -26,6 +27,7 @@ import numpy as np
 from mdr.errors import DataError
 from mdr.evaluation.benchmark import EvalOptions, TextEncoder, finite_embeddings
 from mdr.evaluation.metrics import ndcg_at_k, recall_at_k
+from mdr.evaluation.search import exact_search, resolve_backend
 from mdr.formats.miracl import annotation_file, corpus_dir, qrels_file, read_corpus, read_qrels, read_topics, topics_file
 from mdr.reference.published import paper_miracl_languages
 
@@ -46,13 +48,15 @@ class MiraclEval:
         with_title: bool = True,
         block_size: int = 65536,
         work_dir: str | None = None,
+        search: str = "auto",
     ) -> None:
+        resolve_backend(search)  # a bad value fails before any encoding
         if not languages:
             raise DataError(f"eval set {name!r}: no languages given")
         self.name, self.languages, self.split = name, list(languages), split
         self.path, self.corpus_path = path, corpus_path
         self.max_docs_per_lang, self.with_title = max_docs_per_lang, with_title
-        self.block_size, self.work_dir = block_size, work_dir
+        self.block_size, self.work_dir, self.search = block_size, work_dir, search
         # topics and qrels are small: read (and check) them now, so a bad path fails before any encoding
         self.topics = {lang: read_topics(annotation_file(topics_file(lang, split), path)) for lang in self.languages}
         self.qrels = {lang: read_qrels(annotation_file(qrels_file(lang, split), path)) for lang in self.languages}
@@ -69,9 +73,6 @@ class MiraclEval:
 
     def evaluate(self, encoder: TextEncoder, options: EvalOptions = EvalOptions(), k: int = 100) -> dict:
         batch_size = options.batch_size
-        import faiss
-        from faiss.contrib.exhaustive_search import knn_ground_truth
-
         t0 = time.perf_counter()
         ndcg, recall, num_queries, num_docs, t_encode = {}, {}, 0, {}, 0.0
         with tempfile.TemporaryDirectory(dir=self.work_dir, prefix="miracl-") as tmp:
@@ -94,7 +95,7 @@ class MiraclEval:
                 t_encode += time.perf_counter() - t1
                 pool = np.memmap(emb_file, dtype=np.float32, mode="r", shape=(len(docids), q.shape[1]))
                 blocks = (np.ascontiguousarray(pool[i : i + self.block_size]) for i in range(0, len(docids), self.block_size))
-                scores, idx = knn_ground_truth(q, blocks, min(k, len(docids)), metric_type=faiss.METRIC_INNER_PRODUCT)
+                scores, idx = exact_search(q, blocks, min(k, len(docids)), self.search)
                 del pool
                 per_q_ndcg, per_q_recall = [], []
                 for qid, s, i in zip(qids, scores, idx):

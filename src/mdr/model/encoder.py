@@ -35,6 +35,7 @@ class Tokenization:
     passage_prefix: str = ""
     query_max_length: int = 64
     passage_max_length: int = 256
+    pad_to_multiple_of: int | None = None  # length buckets: few distinct shapes (torch.compile, tensor cores)
 
     def _prefix_and_max_length(self, kind: str) -> tuple[str, int]:
         if kind == "query":
@@ -46,7 +47,14 @@ class Tokenization:
     def __call__(self, texts: Sequence[str], kind: str) -> dict[str, torch.Tensor]:
         prefix, max_length = self._prefix_and_max_length(kind)
         texts = [prefix + t for t in texts] if prefix else list(texts)
-        return dict(self.tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt"))
+        if self.pad_to_multiple_of is None:
+            return dict(self.tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt"))
+        # tokenize, then pad to the bucket (the tokenizer refuses both at once unless max_length is a multiple)
+        unpadded = self.tokenizer(texts, truncation=True, max_length=max_length)
+        inputs = self.tokenizer.pad(unpadded, padding=True, pad_to_multiple_of=self.pad_to_multiple_of, return_tensors="pt")
+        if inputs["input_ids"].shape[1] > max_length:  # a bucket past the limit: the limit is the last bucket
+            inputs = {k: v[:, :max_length] for k, v in inputs.items()}
+        return dict(inputs)
 
     def lengths(self, texts: Sequence[str], kind: str, block: int = 8192) -> np.ndarray:
         """Token count of each text after truncation (in blocks, so no token lists pile up)."""
@@ -88,7 +96,12 @@ class Encoder(nn.Module):
         random_init: build the architecture from ``config_overrides`` with random weights
             (tokenizer still from ``name_or_path``) — for fast tests.
         gradient_checkpointing: trade compute for activation memory.
-        attn_implementation: passed to ``from_pretrained`` ("sdpa" uses fused attention kernels).
+        attn_implementation: passed to ``from_pretrained`` ("sdpa" uses fused attention kernels;
+            "flex_attention", "flash_attention_2" where installed).
+        pad_to_multiple_of: pad every batch to a multiple of this many tokens (length buckets).
+        compile: ``torch.compile`` the transformer (in place, so checkpoints keep their keys);
+            ``compile_dynamic`` and ``compile_backend`` are passed on. Pair it with ``pad_to_multiple_of`` so
+            that batches come in a few shapes and recompilation stays bounded.
     """
 
     def __init__(
@@ -104,6 +117,10 @@ class Encoder(nn.Module):
         random_init: bool = False,
         config_overrides: dict[str, Any] | None = None,
         attn_implementation: str | None = "sdpa",
+        pad_to_multiple_of: int | None = None,
+        compile: bool = False,
+        compile_dynamic: bool | None = None,
+        compile_backend: str = "inductor",
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -115,7 +132,10 @@ class Encoder(nn.Module):
         try:
             tokenizer = AutoTokenizer.from_pretrained(name_or_path)
             if random_init:
-                config = AutoConfig.from_pretrained(name_or_path, **dict(config_overrides or {}))
+                overrides = dict(config_overrides or {})
+                model_type = overrides.pop("model_type", None)  # another architecture than the tokenizer's model
+                config = (AutoConfig.for_model(model_type, **overrides) if model_type
+                          else AutoConfig.from_pretrained(name_or_path, **overrides))
                 self.model = AutoModel.from_config(config, **kwargs)
             else:
                 self.model = AutoModel.from_pretrained(name_or_path, **kwargs)
@@ -132,8 +152,12 @@ class Encoder(nn.Module):
             self.model.pooler = None
         if gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
+        if pad_to_multiple_of is not None and (not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of < 1):
+            raise ConfigError(f"model.pad_to_multiple_of must be a positive integer or null, got {pad_to_multiple_of!r}")
+        if compile:
+            self.model.compile(dynamic=compile_dynamic, backend=compile_backend)
         self.tokenization = Tokenization(
-            tokenizer, query_prefix, passage_prefix, query_max_length, passage_max_length
+            tokenizer, query_prefix, passage_prefix, query_max_length, passage_max_length, pad_to_multiple_of
         )
 
     @contextlib.contextmanager
