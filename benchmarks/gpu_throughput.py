@@ -47,7 +47,7 @@ from mdr.config import instantiate, register_resolvers
 from mdr.evaluation.lareqa import DEFAULT_XQUAD_R, lareqa
 from mdr.model.encoder import bf16_autocast
 from mdr.model.loss import InfoNCELoss
-from mdr.model.module import adamw
+from mdr.model.optim import adamw
 
 register_resolvers()
 

@@ -143,7 +143,7 @@ def test_wandb_without_credentials_runs_offline_and_says_how_to_sync(corpus, tmp
 
 
 def test_hard_negatives_reach_the_loss(corpus, tmp_path, monkeypatch):
-    from mdr.data.datamodule import ParallelPairs
+    from mdr.data.loader import ParallelPairs
     from mdr.formats.parallel import load_parallel_corpus
 
     train_file = write_jsonl(tmp_path / "neg.jsonl", make_rows(40, LANGS, seed=3, negatives=1))

@@ -34,7 +34,8 @@ from mdr.loggers import build_loggers, finish_loggers
 from mdr.model.checkpoint import AtomicCheckpointIO, load_checkpoint_encoder, read_checkpoint, resume_checkpoint, weights_mismatch
 from mdr.model.encoder import Encoder
 from mdr.model.export import write_sentence_transformers_folder
-from mdr.model.module import BiEncoderModule, training_options
+from mdr.model.module import BiEncoderModule
+from mdr.model.optim import training_options
 from mdr.model.selection import build_selection
 
 

@@ -12,94 +12,20 @@ of ``mdr.data.samplers``. A batch is a dict::
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 import datasets
 import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader
 
-from mdr.data.batch_sampler import DrawnBatch, ParallelBatchSampler
+from mdr.data.batch_sampler import ParallelBatchSampler
 from mdr.data.index import ParallelIndex
+from mdr.data.loader import Collator, ParallelPairs, ResumableDataLoader, Tokenize, quiet_tokenizers
 from mdr.data.samplers import MixtureSampler
 from mdr.data.validation import fixed_batches, keep_languages, split_by_id
 from mdr.errors import ConfigError, DataError, require_number
 from mdr.formats.parallel import load_parallel_corpus
-
-# texts and "query" / "passage" -> padded model inputs (``mdr.model.encoder.Tokenization``)
-Tokenize = Callable[[Sequence[str], str], dict[str, Any]]
-
-
-class ParallelPairs:
-    """Map-style dataset over (query_row, passage_row) pairs; fetches a whole batch in one Arrow read."""
-
-    def __init__(self, corpus: datasets.Dataset, num_hard_negatives: int = 0) -> None:
-        self.corpus = corpus
-        self.num_hard_negatives = num_hard_negatives
-
-    def __getitems__(self, pairs: DrawnBatch | Sequence[tuple[int, int]]) -> dict[str, Any]:
-        q_rows = [q for q, _ in pairs]
-        p_rows = [p for _, p in pairs]
-        queries = self.corpus.select_columns(["query", "lang"])[q_rows]
-        p_cols = ["positive", "lang"] + (["negatives"] if self.num_hard_negatives else [])
-        passages = self.corpus.select_columns(p_cols)[p_rows]
-        negatives = []
-        for negs in passages.get("negatives", []):
-            # cycle when an example has fewer than k negatives, so every rank's batch has the same shape
-            negatives.extend(negs[i % len(negs)] for i in range(self.num_hard_negatives))
-        return {
-            "query": queries["query"],
-            "passage": passages["positive"] + negatives,
-            "query_lang": queries["lang"],
-            "passage_lang": passages["lang"],
-            "kind": getattr(pairs, "kind", None),
-            "source": getattr(pairs, "source", None),
-        }
-
-    def __getitem__(self, pair: tuple[int, int]) -> dict[str, Any]:
-        return self.__getitems__([pair])
-
-
-class Collator:
-    """Tokenises a fetched batch (in DataLoader workers when num_workers > 0)."""
-
-    def __init__(self, tokenization: Tokenize) -> None:
-        self.tokenization = tokenization
-
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        return {
-            **batch,
-            "query": self.tokenization(batch["query"], "query"),
-            "passage": self.tokenization(batch["passage"], "passage"),
-        }
-
-
-class ResumableDataLoader(DataLoader):
-    """A DataLoader whose position inside the epoch is saved in Lightning checkpoints.
-
-    Lightning stores ``state_dict()`` of every train loader that has one and restores it before
-    the resumed epoch starts; the sampler then skips the batches already consumed. Batches are
-    counted as the main process hands them out (not as workers prefetch them).
-    """
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._consumed = 0
-
-    def __iter__(self):
-        sampler: ParallelBatchSampler = self.batch_sampler
-        self._consumed = sampler._start_step
-        for batch in super().__iter__():
-            self._consumed += 1
-            yield batch
-
-    def state_dict(self) -> dict:
-        return self.batch_sampler.state_dict(consumed=self._consumed)
-
-    def load_state_dict(self, state: dict) -> None:
-        self.batch_sampler.load_state_dict(state)
 
 
 class ParallelDataModule(L.LightningDataModule):
@@ -240,7 +166,7 @@ class ParallelDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             # tokenizers' own threads fight the workers for the CPU cores
-            worker_init_fn=_quiet_tokenizers if self.num_workers else None,
+            worker_init_fn=quiet_tokenizers if self.num_workers else None,
         )
         if self._resume_state is not None:
             self._loader.load_state_dict(self._resume_state)
@@ -275,7 +201,3 @@ class ParallelDataModule(L.LightningDataModule):
 
     def load_state_dict(self, state: dict) -> None:
         self._resume_state = state.get("sampler")
-
-
-def _quiet_tokenizers(_: int) -> None:
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
