@@ -4,17 +4,20 @@ the best run, and the sweep summary and W&B dashboard built from them."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from mdr.comparison import best_group, groups, metric_weights, pick_baseline, read_jobs, significance
 from mdr.evaluation.pools import parallel_eval
 from mdr.evaluation.settings import score_embeddings
 from mdr.formats.results import read_per_query, write_results
-from mdr.sweep import render, sweep_tables
+from mdr.sweep import main, render, sweep_tables
+from mdr.tasks import objective
 from tests.helpers import ROOT, base_overrides, make_rows, run_script, write_jsonl
 
 
@@ -95,6 +98,44 @@ def test_identical_runs_are_not_significant_and_a_clearly_better_one_is(evalset,
     text = render(sweep_tables(tmp_path, {"resamples": 2000, "bootstrap": 500}))
     assert "| sampler=xy | demo | crosslingual_map |" in text and "| better |" in text and "| not significant |" in text
     assert " ▲" in text and "best by demo/crosslingual_map (max): sampler=xy" in text
+
+
+def test_a_finished_sweep_resummarised_against_another_baseline(evalset, tmp_path, capsys):
+    """python -m mdr.sweep DIR baseline="..." : a baseline of several overrides, checked options,
+    and a misspelled selection metric said, not dropped."""
+    for n, (sampler, pairs) in enumerate([("xy", "per_batch"), ("xy", "per_example"), ("hybrid", "per_batch"), ("hybrid", "per_example")]):
+        write_job(tmp_path, n, [f"sampler={sampler}", f"sampler.xy_pairs={pairs}"], scored(evalset, 7, shift=float(n)))
+    main([str(tmp_path), "baseline=sampler=hybrid sampler.xy_pairs=per_batch", "resamples=199", "bootstrap=100"])
+    text = capsys.readouterr().out
+    assert "Against the baseline sampler=hybrid sampler.xy_pairs=per_batch:" in text
+    assert "| sampler=hybrid sampler.xy_pairs=per_example | demo | multilingual_map |" in text
+    assert "| sampler=hybrid sampler.xy_pairs=per_batch | demo | multilingual_map |" not in text
+    main([str(tmp_path), "select_metric=crosslingual_mAP", "resamples=99", "bootstrap=50"])
+    assert "best by demo/crosslingual_mAP: no run has this metric" in capsys.readouterr().out
+    for args, message in [([str(tmp_path), "alpha=abc"], "summary.alpha must be a number"),
+                          ([str(tmp_path), "baselin=sampler=xy"], r"unknown summary option\(s\) \['baselin'\]"),
+                          ([str(tmp_path), "select_mode=up"], "summary.select_mode must be max or min"),
+                          ([str(tmp_path), "baseline=sampler=xx"], "summary.baseline='sampler=xx' matches no run group"),
+                          ([str(tmp_path / "nope")], "not a sweep folder")]:
+        with pytest.raises(SystemExit, match=message):
+            main(args)
+
+
+def test_the_sweeper_objective_is_the_selection_metric_and_a_misspelling_is_said(caplog):
+    cfg = OmegaConf.create({"summary": {"select_set": None, "select_metric": "crosslingual_map"}})
+    results = {"demo": {"crosslingual_map": 0.25, "monolingual_map": 0.5}}
+    assert objective(cfg, results) == 0.25 and math.isnan(objective(cfg, None))
+    cfg.summary.select_metric = "cross_map"
+    assert math.isnan(objective(cfg, results))
+    assert "demo/cross_map is not in this run's results" in caplog.text and "crosslingual_map" in caplog.text
+
+
+def test_a_bad_summary_option_fails_the_sweep_before_its_jobs(corpus, tmp_path):
+    sweep = tmp_path / "sweep"
+    out = run_script([str(ROOT / "train.py"), "-m", *base_overrides(corpus), "sampler=xx,hybrid", "summary.alpha=5",
+                      f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert out.returncode == 1 and "error: summary.alpha must be > 0 and <= 1, got 5" in out.stderr
+    assert not (sweep / "0").exists()
 
 
 def test_a_seed_sweep_summary_and_its_wandb_dashboard(corpus, tmp_path):

@@ -119,11 +119,12 @@ def seed_rows(group_list: list[Group], metrics: list[tuple[str, str]], marks: di
 
 
 def pick_baseline(group_list: list[Group], baseline: str | None) -> Group:
-    """The group holding the ``baseline`` override (e.g. ``sampler=xx``); by default the group with
-    ``sampler=xx`` if the sweep has one, else the first."""
-    wanted = baseline or "sampler=xx"
+    """The first group holding every override of ``baseline`` (e.g. ``sampler=xx``, or
+    ``"sampler=hybrid sampler.xy_pairs=per_batch"``); by default the group with ``sampler=xx`` if the
+    sweep has one, else the first."""
+    wanted = set((baseline or "sampler=xx").split())
     for g in group_list:
-        if wanted in g.key.split():
+        if wanted <= set(g.key.split()):
             return g
     if baseline:
         raise ValueError(f"summary.baseline={baseline!r} matches no run group of the sweep: {[g.key for g in group_list]}")

@@ -13,19 +13,24 @@ It reads each job's ``results.json`` and ``per_query.parquet`` and writes into t
 With ``logger=wandb`` the tables are also logged as W&B Tables in a run of the sweep's group. Jobs
 without final results (or with a ``failed.txt``) are listed as failed, with the first line of their
 ``failed.txt``; the sweep then exits with status 1.
+
+The same tables for a finished sweep folder, e.g. against another baseline (printed, files untouched):
+``python -m mdr.sweep multirun/2026-12-01/10-00-00 baseline="sampler=hybrid sampler.xy_pairs=per_batch"``
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mdr.comparison import Job, best_group, eval_sets, groups, pick_baseline, read_jobs, seed_rows, significance
+from mdr.errors import ConfigError, require_number
 from mdr.evaluation.report import HEADLINE, csv_table, markdown_table, result_rows
 from mdr.reference.published import comparison_rows, comparison_title
 
@@ -52,9 +57,23 @@ def published_rows(jobs: list[Job]) -> list[dict[str, str]]:
                                        job.record.get("choices", {}).get("sampler"), run=job.run)]
 
 
+def summary_options(options: dict | None) -> dict:
+    """The ``summary`` options over DEFAULTS, checked: ConfigError naming the first bad one."""
+    unknown = sorted(set(options or {}) - set(DEFAULTS))
+    if unknown:
+        raise ConfigError(f"unknown summary option(s) {unknown}; the options are {list(DEFAULTS)}")
+    o = {**DEFAULTS, **(options or {})}
+    require_number("summary.alpha", o["alpha"], 0, 1, low_open=True)
+    require_number("summary.resamples", o["resamples"], 1, integer=True)
+    require_number("summary.bootstrap", o["bootstrap"], 1, integer=True)
+    if o["select_mode"] not in ("max", "min"):
+        raise ConfigError(f"summary.select_mode must be max or min, got {o['select_mode']!r}")
+    return o
+
+
 def sweep_tables(sweep_dir: str | Path, options: dict | None = None) -> dict[str, tuple[str, list[dict[str, str]]]]:
     """Every table of the summary: ``{name: (title, rows)}``, in order; and the best-group line."""
-    o = {**DEFAULTS, **(options or {})}
+    o = summary_options(options)
     jobs = read_jobs(sweep_dir)
     tables = {"runs": ("Runs", summarize_sweep(sweep_dir))}
     group_list = groups(jobs)
@@ -82,6 +101,9 @@ def sweep_tables(sweep_dir: str | Path, options: dict | None = None) -> dict[str
             g, s = best
             interval = f" [{s.low:.4f}, {s.high:.4f}] over {s.n} seeds" if s.n > 1 else " (one seed: no interval)"
             tables["best"] = (f"best by {name}/{o['select_metric']} ({o['select_mode']}): {g.key}: {s.mean:.4f}{interval}", [])
+        elif name:  # a misspelled set or metric must not just drop the line
+            tables["best"] = (f"best by {name}/{o['select_metric']}: no run has this metric "
+                              "(see summary.select_set and summary.select_metric)", [])
     published = published_rows(jobs)
     if published:
         tables["published"] = (comparison_title(), published)
@@ -98,6 +120,12 @@ def render(tables: dict) -> str:
 class SweepSummary(Callback):
     """Hydra callback (``conf/hydra/default.yaml``): the summary when a multirun ends. Its options are
     the ``summary`` section of the sweep's config."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:  # a bad option fails the sweep before its jobs run, not after
+            summary_options(dict(config.get("summary") or {}))
+        except ConfigError as e:
+            raise SystemExit(f"error: {e}") from None
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = config.hydra.sweep.dir
@@ -128,3 +156,25 @@ def log_summary_to_wandb(config: DictConfig, sweep_dir: str, tables: dict) -> No
             logger.log_table(f"sweep/{key}", columns=columns, data=[[r.get(c, "") for c in columns] for r in rows])
     logger.experiment.summary["sweep/best"] = tables["best"][0] if "best" in tables else ""
     logger.experiment.finish()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m mdr.sweep SWEEP_DIR [option=value ...]``: print a finished sweep's tables with other
+    ``summary`` options (those of DEFAULTS)."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        raise SystemExit(f"usage: python -m mdr.sweep SWEEP_DIR [option=value ...]; options: {', '.join(DEFAULTS)}")
+    try:
+        sweep_dir, overrides = Path(args[0]), args[1:]
+        bad = [o for o in overrides if "=" not in o]
+        if bad:
+            raise ConfigError(f"{bad}: give summary options as option=value, with one of {list(DEFAULTS)}")
+        if not sweep_dir.is_dir() or not read_jobs(sweep_dir):
+            raise ConfigError(f"{sweep_dir}: not a sweep folder (no numbered job folders in it)")
+        print(render(sweep_tables(sweep_dir, OmegaConf.to_container(OmegaConf.from_dotlist(overrides)))))
+    except (ConfigError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+if __name__ == "__main__":
+    main()

@@ -12,6 +12,7 @@ after ``mdr.config.register_resolvers()``.
 from __future__ import annotations
 
 import glob
+import logging
 import math
 import os
 
@@ -37,6 +38,8 @@ from mdr.model.export import write_sentence_transformers_folder
 from mdr.model.module import BiEncoderModule
 from mdr.model.optim import training_options
 from mdr.model.selection import build_selection
+
+log = logging.getLogger(__name__)
 
 
 def build_evaluator(eval_cfg: DictConfig, training_languages: list[str] | None = None) -> RetrievalEvaluator:
@@ -113,8 +116,14 @@ def objective(cfg: DictConfig, results: dict[str, dict] | None) -> float:
     if not results:
         return math.nan
     name = summary.get("select_set") or next(iter(results))
-    value = results.get(name, {}).get(summary.get("select_metric", "crosslingual_map"))
-    return float(value) if isinstance(value, float) else math.nan
+    metric = summary.get("select_metric", "crosslingual_map")
+    value = results.get(name, {}).get(metric)
+    if not isinstance(value, float):
+        known = sorted(m for m, v in results.get(name, {}).items() if isinstance(v, float))
+        log.warning("summary.select_set/select_metric %s/%s is not in this run's results (eval sets %s; metrics of %s: %s); "
+                    "the sweeper gets NaN", name, metric, list(results), name, known)
+        return math.nan
+    return float(value)
 
 
 def build_trainer(trainer_cfg: DictConfig, **kwargs) -> L.Trainer:
