@@ -11,6 +11,8 @@ training designs with each other, not for results comparable with papers.
     python benchmarks/lareqa_split.py --languages de en es tr vi --held-out 0.2 --out /tmp/xquad-split
     python train.py -m model=minilm data=parallel_files data.files=/tmp/xquad-split/train.jsonl \\
         eval.sets.demo.files=/tmp/xquad-split/heldout.jsonl sampler=xy,hybrid sampler.xy_pairs=per_example,per_batch
+
+(docs/reproducing.md, "The X-Y batch", has the comparison made this way, with its exact command.)
 """
 
 from __future__ import annotations
