@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,11 @@ class Job:
     @property
     def ok(self) -> bool:
         return self.record is not None
+
+    @cached_property
+    def per_query(self) -> pd.DataFrame | None:
+        """Its ``per_query.parquet``, read once (None if absent)."""
+        return read_per_query(find_results(self.folder))
 
 
 @dataclass
@@ -135,7 +141,7 @@ def _pooled(group: Group, eval_set: str, setting: str) -> pd.DataFrame | None:
     """Per (query, pool): AP averaged over the group's seeds, and the query / pool languages."""
     tables = []
     for job in group.jobs:
-        table = read_per_query(find_results(job.folder))
+        table = job.per_query
         if table is None:
             return None
         rows = table[(table["eval_set"] == eval_set) & (table["setting"] == setting)]
@@ -170,13 +176,15 @@ class Comparison:
 
 def significance(group_list: list[Group], baseline: Group, resamples: int = 9999, bootstrap: int = 2000) -> list[Comparison]:
     """Each other group against the baseline, per eval set and tested metric (see the module doc)."""
-    out = []
+    out, baseline_pooled = [], {}
     for g in group_list:
         if g is baseline:
             continue
         for name in eval_sets([g, baseline]):
             for metric, setting in TESTED.items():
-                ours, base = _pooled(g, name, setting), _pooled(baseline, name, setting)
+                if (name, setting) not in baseline_pooled:
+                    baseline_pooled[name, setting] = _pooled(baseline, name, setting)
+                ours, base = _pooled(g, name, setting), baseline_pooled[name, setting]
                 if ours is None or base is None:
                     continue
                 both = ours.join(base["ap"].rename("base"), how="inner")

@@ -39,10 +39,10 @@ DEFAULTS = {"baseline": None, "alpha": 0.05, "resamples": 9999, "bootstrap": 200
             "select_metric": "crosslingual_map", "select_mode": "max"}
 
 
-def summarize_sweep(sweep_dir: str | Path) -> list[dict[str, str]]:
+def job_rows(jobs: list[Job]) -> list[dict[str, str]]:
     """One row per (job, eval set); a job without results is one failed row."""
     rows: list[dict[str, str]] = []
-    for job in read_jobs(sweep_dir):
+    for job in jobs:
         if job.ok:
             rows.extend(result_rows(job.record["results"], job=job.name, run=job.run, status="ok"))
         else:
@@ -75,7 +75,7 @@ def sweep_tables(sweep_dir: str | Path, options: dict | None = None) -> dict[str
     """Every table of the summary: ``{name: (title, rows)}``, in order; and the best-group line."""
     o = summary_options(options)
     jobs = read_jobs(sweep_dir)
-    tables = {"runs": ("Runs", summarize_sweep(sweep_dir))}
+    tables = {"runs": ("Runs", job_rows(jobs))}
     group_list = groups(jobs)
     metrics = [(k, label) for k, label in HEADLINE]
     if group_list and (len(group_list) > 1 or len(group_list[0].jobs) > 1):
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
         bad = [o for o in overrides if "=" not in o]
         if bad:
             raise ConfigError(f"{bad}: give summary options as option=value, with one of {list(DEFAULTS)}")
-        if not sweep_dir.is_dir() or not read_jobs(sweep_dir):
+        if not sweep_dir.is_dir() or not any(p.is_dir() and p.name.isdigit() for p in sweep_dir.iterdir()):
             raise ConfigError(f"{sweep_dir}: not a sweep folder (no numbered job folders in it)")
         print(render(sweep_tables(sweep_dir, OmegaConf.to_container(OmegaConf.from_dotlist(overrides)))))
     except (ConfigError, ValueError) as e:

@@ -161,8 +161,9 @@ def evaluate(cfg: DictConfig) -> dict[str, dict]:
     model_config = OmegaConf.to_container(cfg.model, resolve=True)
     run_info = {}
     if cfg.get("ckpt"):
-        encoder = load_checkpoint_encoder(cfg.ckpt, model_config)[0]
-        run_info = read_checkpoint(cfg.ckpt).get("run_info") or {}
+        state = read_checkpoint(cfg.ckpt)
+        encoder = load_checkpoint_encoder(cfg.ckpt, model_config, state)[0]
+        run_info = state.get("run_info") or {}
     else:
         encoder = instantiate(cfg.model)
     if torch.cuda.is_available():

@@ -52,7 +52,8 @@ def keep_languages(corpus: datasets.Dataset, languages: Sequence[str] | None, wh
     missing = sorted(set(languages) - set(langs))
     if missing:
         raise ConfigError(f"data.val_languages {missing} are not in {where} (it has {sorted(set(langs))})")
-    return corpus.select([i for i, lang in enumerate(langs) if lang in set(languages)])
+    wanted = set(languages)
+    return corpus.select([i for i, lang in enumerate(langs) if lang in wanted])
 
 
 class FixedBatches(Sampler[DrawnBatch]):

@@ -119,9 +119,10 @@ def weights_mismatch(saved: dict[str, torch.Tensor], expected: dict[str, torch.T
     return f"{len(missing)} missing, {len(unexpected)} unexpected, {len(shapes)} of another shape"
 
 
-def load_checkpoint_encoder(ckpt: str, model_config: dict | None = None) -> tuple[Encoder, dict]:
-    """The trained encoder of ``ckpt``; built from the checkpoint's own model config unless given."""
-    state = read_checkpoint(ckpt)
+def load_checkpoint_encoder(ckpt: str, model_config: dict | None = None, state: dict | None = None) -> tuple[Encoder, dict]:
+    """The trained encoder of ``ckpt``; built from the checkpoint's own model config unless given.
+    ``state``: the checkpoint already read by ``read_checkpoint``, so it is not read again."""
+    state = state if state is not None else read_checkpoint(ckpt)
     model_config = model_config or state.get("model_config")
     if not model_config:
         raise ConfigError(f"{ckpt} has no model config (written by an older version); pass model=<the model it was trained with>")
