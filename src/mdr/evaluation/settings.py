@@ -90,13 +90,14 @@ def aggregate(table: pd.DataFrame, languages: Sequence[str], training_languages:
     multi = table[table["pool_lang"] == MULTILINGUAL]
     pools = table[table["pool_lang"] != MULTILINGUAL]
     mean_by_lang = multi.groupby("query_lang").mean(numeric_only=True)
+    mean_by_pair = pools.groupby(["query_lang", "pool_lang"]).mean(numeric_only=True)
     metrics = ["ap"] + [m for m in table.columns if m.startswith("recall_at_")]
     for metric in metrics:
         name = "map" if metric == "ap" else metric
         per_lang = _lang_dict(mean_by_lang[metric], languages)
         result[f"multilingual_{name}"] = float(np.mean(list(per_lang.values())))
         result[f"multilingual_{name}_per_lang"] = per_lang
-        by_pair = pools.groupby(["query_lang", "pool_lang"])[metric].mean()
+        by_pair = mean_by_pair[metric]
         mono = {x: float(v) for (x, y), v in by_pair.items() if x == y}
         cross_lang = {x: float(by_pair[x][by_pair[x].index != x].mean()) for x in languages
                       if x in by_pair.index.get_level_values(0) and (by_pair[x].index != x).any()}
@@ -111,7 +112,7 @@ def aggregate(table: pd.DataFrame, languages: Sequence[str], training_languages:
     for metric in ("rank_distance", "same_language_first"):
         values = multi[metric].dropna()
         result[metric] = float(values.mean()) if len(values) else float("nan")
-        result[f"{metric}_per_lang"] = _lang_dict(multi.groupby("query_lang")[metric].mean(), languages)
+        result[f"{metric}_per_lang"] = _lang_dict(mean_by_lang[metric], languages)
     if training_languages is not None:
         result.update(seen_unseen(result, languages, training_languages))
     return result
