@@ -13,7 +13,7 @@ from torchmetrics.retrieval import RetrievalMAP
 
 from mdr.evaluation.metrics import average_precision, full_pool_ranks
 from mdr.evaluation.pools import EvalSet
-from mdr.evaluation.settings import score_embeddings
+from mdr.evaluation.settings import query_table, score_embeddings
 
 pytrec_eval = pytest.importorskip("pytrec_eval", reason="pip install pytrec-eval-terrier (requirements-dev.txt)")
 
@@ -128,7 +128,7 @@ def brute_force(es: EvalSet, q: torch.Tensor, c: torch.Tensor, measure: str = "m
     per_lang = {x: trec_eval_map(scores[rows], [es.relevant[i] for i in rows], measure)
                 for x in es.languages if (rows := [i for i in keep if q_lang[i] == x])}
     out["multilingual_per_lang"], out["multilingual"] = per_lang, np.mean(list(per_lang.values()))
-    distances, same_first = [], []
+    distances, distance_lang, same_first = [], [], []
     for i in keep:
         order = torch.argsort(scores[i], descending=True).numpy()
         rank_of = np.empty(len(order), dtype=int)
@@ -136,10 +136,13 @@ def brute_force(es: EvalSet, q: torch.Tensor, c: torch.Tensor, measure: str = "m
         ranks = rank_of[es.relevant[i]]
         if len(ranks) >= 2:
             distances.append(ranks.max() - ranks.min())
+            distance_lang.append(q_lang[i])
         rl = c_lang[es.relevant[i]]
         if (rl == q_lang[i]).any() and (rl != q_lang[i]).any():
             same_first.append(rl[np.argmin(ranks)] == q_lang[i])
-    out["rank_distance"], out["same_language_first"] = np.mean(distances), np.mean(same_first)
+    out["rank_distance_micro"], out["same_language_first"] = np.mean(distances), np.mean(same_first)
+    by_lang = {x: np.mean([d for d, lang in zip(distances, distance_lang) if lang == x]) for x in sorted(set(distance_lang))}
+    out["rank_distance"] = np.mean(list(by_lang.values()))  # the paper's: the mean of the per-language means
     matrix = {}
     for x in es.languages:
         for y in es.languages:
@@ -163,7 +166,7 @@ def test_every_setting_matches_a_brute_force_computation(seed):
         assert got[f"{key}_map"] == pytest.approx(want[key], abs=1e-6), key
     assert got["multilingual_map_micro"] == pytest.approx(want["multilingual_micro"], abs=1e-6)
     assert got["multilingual_map_per_lang"] == pytest.approx(want["multilingual_per_lang"], abs=1e-6)
-    for key in ["rank_distance", "same_language_first"]:
+    for key in ["rank_distance", "rank_distance_micro", "same_language_first"]:
         assert got[key] == pytest.approx(want[key], abs=1e-6), key
     flat = {(x, y): v for x, row in got["matrix"].items() for y, v in row.items()}
     assert flat.keys() == want["matrix"].keys()
@@ -183,6 +186,24 @@ def test_macro_and_micro_multilingual_map_differ_when_languages_have_unequal_que
         counts = {x: es.query_lang.count(x) for x in per_lang}
         if len(set(counts.values())) > 1:
             assert got["multilingual_map"] != pytest.approx(got["multilingual_map_micro"], abs=1e-9)
+            differed += 1
+    assert differed
+
+
+def test_rank_distance_is_macro_over_query_languages_and_its_micro_mean_is_kept():
+    """The paper's Tables 7 / 8 "Mean" is the mean of its per-language rows: with unequal query counts
+    per language (MLQA-R: 1,148 English queries, ~500 in each other) it differs from the mean over queries."""
+    differed = 0
+    for seed in range(3, 8):
+        es, q, c = random_evalset(seed)
+        got = score_embeddings(es, q, c)
+        per_lang = got["rank_distance_per_lang"]
+        assert got["rank_distance"] == pytest.approx(np.mean(list(per_lang.values())), abs=1e-12)
+        table = query_table(es, q, c)
+        multi = table[table["pool_lang"] == "*"].dropna(subset=["rank_distance"])
+        assert got["rank_distance_micro"] == pytest.approx(multi["rank_distance"].mean(), abs=1e-12)
+        if multi["query_lang"].value_counts().nunique() > 1:
+            assert got["rank_distance"] != pytest.approx(got["rank_distance_micro"], abs=1e-9)
             differed += 1
     assert differed
 

@@ -17,7 +17,9 @@ Aggregates (the paper's definitions, arXiv 2408.10536, Section 3.2):
     <setting>_recall_at_k   recall at k (the share of a query's relevant candidates in its top k,
                             as trec_eval's recall_k), averaged like the mAP of that setting
     rank_distance           multilingual pool: per query, max rank - min rank of its relevant
-                            candidates (queries with >= 2); the mean
+                            candidates (queries with >= 2); the mean per query language, then the
+                            mean over query languages (macro, as the paper's Tables 7 / 8 "Mean"
+                            rows); rank_distance_micro: the mean over queries
     same_language_first     multilingual pool: share of queries whose best-ranked relevant candidate
                             is in the query's language (queries with relevant candidates in their
                             own and in another language). An unbiased model approaches 1 / L
@@ -109,10 +111,12 @@ def aggregate(table: pd.DataFrame, languages: Sequence[str], training_languages:
         if metric == "ap":
             result["multilingual_map_micro"] = float(multi["ap"].mean())
             result["matrix"] = {x: {y: float(by_pair[(x, y)]) for y in languages if (x, y) in by_pair.index} for x in languages}
-    for metric in ("rank_distance", "same_language_first"):
-        values = multi[metric].dropna()
-        result[metric] = float(values.mean()) if len(values) else float("nan")
-        result[f"{metric}_per_lang"] = _lang_dict(mean_by_lang[metric], languages)
+    rank_per_lang = _lang_dict(mean_by_lang["rank_distance"], languages)
+    result["rank_distance"] = float(np.mean(list(rank_per_lang.values()))) if rank_per_lang else float("nan")
+    result["rank_distance_micro"] = _mean_or_nan(multi["rank_distance"])
+    result["rank_distance_per_lang"] = rank_per_lang
+    result["same_language_first"] = _mean_or_nan(multi["same_language_first"])
+    result["same_language_first_per_lang"] = _lang_dict(mean_by_lang["same_language_first"], languages)
     if training_languages is not None:
         result.update(seen_unseen(result, languages, training_languages))
     return result
@@ -131,6 +135,11 @@ def seen_unseen(result: dict, languages: Sequence[str], training_languages: Sequ
             if values:
                 out[f"{metric}_{group}"] = float(np.mean(values))
     return out
+
+
+def _mean_or_nan(values: pd.Series) -> float:
+    values = values.dropna()
+    return float(values.mean()) if len(values) else float("nan")
 
 
 def _lang_dict(series: pd.Series, languages: Sequence[str]) -> dict[str, float]:
