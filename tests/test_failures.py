@@ -16,7 +16,9 @@ import torch
 from mdr.errors import ConfigError, DataError, NumericalError, UserError
 from mdr.evaluation.benchmark import EvalOptions
 from mdr.evaluation.evaluator import RetrievalEvaluator
+from mdr.evaluation.miracl import miracl_metrics
 from mdr.evaluation.pools import parallel_eval
+from mdr.evaluation.settings import pool_metrics
 from mdr.formats.results import read_json, train_results_path
 from mdr.model.checkpoint import checkpoint_problem, load_checkpoint_encoder
 from mdr.tasks import evaluate, train
@@ -85,13 +87,18 @@ def test_the_evaluator_refuses_non_finite_embeddings(tmp_path):
 
 
 class FixedResults:
+    """A benchmark that reports given values and declares the pool and MIRACL metrics."""
+
     name = "fixed"
 
-    def __init__(self, **metrics) -> None:
-        self.metrics = metrics
+    def __init__(self, **values) -> None:
+        self.values = values
+
+    def metrics(self, options=EvalOptions()):
+        return pool_metrics(options.recall_at) + miracl_metrics([], 100)
 
     def evaluate(self, encoder, options=EvalOptions()):
-        return dict(self.metrics)
+        return dict(self.values)
 
 
 @pytest.mark.parametrize("metrics, bad", [
@@ -110,8 +117,15 @@ def test_a_metric_outside_its_range_is_never_reported(metrics, bad):
 
 def test_metrics_in_range_and_undefined_ones_pass():
     ok = {"multilingual_map": 1.0, "monolingual_map": 0.0, "rank_distance": 251.0, "num_candidates": 252,
-          "same_language_first": math.nan, "matrix": {"en": {"de": 0.5}}}
-    assert RetrievalEvaluator({"fixed": FixedResults(**ok)})(tiny())["fixed"] == ok
+          "same_language_first": math.nan, "matrix": {"en": {"de": 0.5}}, "monolingual_map_seen": 0.5}
+    got = RetrievalEvaluator({"fixed": FixedResults(**ok)})(tiny())["fixed"]
+    assert {k: v for k, v in got.items() if k != "metrics"} == ok
+    assert [m["name"] for m in got["metrics"]][:3] == ["monolingual_map", "crosslingual_map", "multilingual_map"]
+
+
+def test_a_metric_its_benchmark_does_not_declare_is_never_reported():
+    with pytest.raises(NumericalError, match="eval set 'fixed': mrr_at_10 is not a metric its benchmark declares"):
+        RetrievalEvaluator({"fixed": FixedResults(mrr_at_10=0.5)})(tiny())
 
 
 # -- 2. faults that must not lose a run

@@ -1,17 +1,27 @@
-"""Comparing the runs of a sweep: seeds grouped, each group tested query by query against a baseline.
+"""Comparing the runs of one or more sweeps: seeds grouped, each group tested against its baseline.
 
-In:  the jobs of a sweep folder (their ``results.json`` and ``per_query.parquet``).
+In:  the jobs of sweep folders (each job's ``results.json``, ``per_query.parquet`` and Hydra's
+     ``.hydra/overrides.yaml`` / ``config.yaml``) and the metrics their benchmarks declare
+     (``mdr.evaluation.benchmark.Metric``).
 Out: ``groups``: runs that differ only in ``seed`` together; ``seed_rows``: per group and eval set,
      each headline metric's mean, standard deviation and 95 % t interval over seeds;
-     ``significance``: for mono-, cross- and multilingual mAP, each group against the baseline on
-     the same eval set: the difference, its 95 % paired-bootstrap interval, d_z, the two-sided
-     paired randomisation-test p-value and its Holm-adjusted value over every comparison of the
-     table; ``best_group``: the group with the best mean of a chosen metric.
+     ``compare``: for each declared tested metric, each group against its baseline group on the same
+     eval set: the difference with its 95 % interval and p-value over seeds and questions
+     (``mdr.stats.seeds_and_questions``), Holm-adjusted over every comparison of the table;
+     ``best_group``: the group with the best mean of a chosen metric.
 
-Seeds are pooled: each query's AP is averaged over a group's seeds, then the two groups are paired
-by query (and pool). Every query is weighted so that the weighted mean of the AP differences is
-exactly the difference of the reported metric (macro averages over languages and language pairs),
-so the test is about the number in the table.
+Rows are paired by identity, never by position: (query id, query language, pool language) within
+the metric's setting. Every run of both groups must hold the same rows; otherwise the comparison
+stops with one ``ComparisonError`` that says how many rows and which languages differ (or, with
+``common=True``, is made on the rows all runs share, and says so). Each run's rows, weighted as the
+metric's ``PerQuery`` rule says, must reproduce the metric its ``results.json`` reports, so the tested
+difference is the difference of the numbers in the table.
+
+Baselines: a group is tested against the baseline group (the groups whose runs have every override
+of ``summary.baseline``, e.g. ``sampler=xx``) that shares the most of its other overrides. So in a
+sweep over ``sampler=xx,hybrid data.max_examples=1000,5000`` each hybrid group is tested against
+X-X at its own data size. A baseline override also matches a run that did not override it but has
+that value in its resolved config, so runs of another sweep with the default value can be the baseline.
 """
 
 from __future__ import annotations
@@ -24,13 +34,25 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 from omegaconf import OmegaConf
 
+from mdr.errors import UserError
+from mdr.evaluation.benchmark import Metric, PerQuery, declared_metrics
 from mdr.formats.results import FAILED_FILE, find_results, read_json, read_per_query
-from mdr.stats import cohens_dz, holm, paired_bootstrap_interval, paired_permutation_test, seed_interval
+from mdr.stats import Difference, holm, seed_interval, seeds_and_questions
 
 SEED_OVERRIDE = re.compile(r"^\+{0,2}seed=")
-TESTED = {"monolingual_map": "monolingual", "crosslingual_map": "crosslingual", "multilingual_map": "multilingual"}
+KEY = ["query_id", "query_lang", "pool_lang"]  # a row's identity within one setting of one eval set
+
+
+class ComparisonError(UserError):
+    """Runs that cannot be compared as asked (different queries, a per-query file that does not
+    belong to its results)."""
+
+
+class NoPerQuery(ComparisonError):
+    """A run without a per-query file: its differences are shown, not tested."""
 
 
 @dataclass
@@ -41,10 +63,11 @@ class Job:
     overrides: list[str]
     record: dict | None
     failure: str | None
+    label: str = ""  # how tables name it: its number, or "<sweep>/<number>" when several sweeps are read
 
     @property
     def name(self) -> str:
-        return self.folder.name
+        return self.label or self.folder.name
 
     @property
     def run(self) -> str:
@@ -59,6 +82,12 @@ class Job:
         """Its ``per_query.parquet``, read once (None if absent)."""
         return read_per_query(find_results(self.folder))
 
+    @cached_property
+    def config(self):
+        """Its composed config (``.hydra/config.yaml``, interpolations unresolved), or None."""
+        path = self.folder / ".hydra" / "config.yaml"
+        return OmegaConf.load(path) if path.is_file() else None
+
 
 @dataclass
 class Group:
@@ -71,21 +100,32 @@ class Group:
         return [j.record["results"][eval_set][metric] for j in self.jobs
                 if isinstance(j.record["results"].get(eval_set, {}).get(metric), float)]
 
+    def metrics(self, eval_set: str) -> dict[str, Metric]:
+        """What the eval set's benchmark declares, from the first run that has the set."""
+        for job in self.jobs:
+            if eval_set in job.record["results"]:
+                return {m.name: m for m in declared_metrics(job.record["results"][eval_set])}
+        return {}
 
-def read_jobs(sweep_dir: str | Path) -> list[Job]:
-    """The numbered job folders of a sweep, in order."""
+
+def read_jobs(*sweep_dirs: str | Path) -> list[Job]:
+    """The numbered job folders of one or more sweeps, in order."""
     jobs = []
-    for folder in sorted((p for p in Path(sweep_dir).iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)):
-        overrides_file = folder / ".hydra" / "overrides.yaml"
-        overrides = [str(o) for o in OmegaConf.load(overrides_file)] if overrides_file.exists() else []
-        results_file, failed = find_results(folder), folder / FAILED_FILE
-        record = read_json(results_file) if results_file else None
-        if failed.exists() or record is None or not record.get("final", True):
-            reason = (failed.read_text().splitlines()[0] if failed.exists() else
-                      "no results.json" if record is None else f"no final results; last evaluated at step {record.get('step')}")
-            jobs.append(Job(folder, overrides, None, reason.replace("|", "/")))
-        else:
-            jobs.append(Job(folder, overrides, record, None))
+    for sweep_dir in sweep_dirs:
+        sweep_dir = Path(sweep_dir)
+        prefix = f"{sweep_dir.name}/" if len(sweep_dirs) > 1 else ""
+        for folder in sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)):
+            overrides_file = folder / ".hydra" / "overrides.yaml"
+            overrides = [str(o) for o in OmegaConf.load(overrides_file)] if overrides_file.exists() else []
+            results_file, failed = find_results(folder), folder / FAILED_FILE
+            record = read_json(results_file) if results_file else None
+            label = prefix + folder.name
+            if failed.exists() or record is None or not record.get("final", True):
+                reason = (failed.read_text().splitlines()[0] if failed.exists() else
+                          "no results.json" if record is None else f"no final results; last evaluated at step {record.get('step')}")
+                jobs.append(Job(folder, overrides, None, reason.replace("|", "/"), label))
+            else:
+                jobs.append(Job(folder, overrides, record, None, label))
     return jobs
 
 
@@ -93,11 +133,11 @@ def groups(jobs: list[Job]) -> list[Group]:
     """The successful jobs grouped by their overrides without ``seed=``, in order of appearance; a
     group is named by the overrides in which the groups differ (those all jobs share left out)."""
     ok = [j for j in jobs if j.ok]
-    own = {j.name: [o for o in j.overrides if not SEED_OVERRIDE.match(o)] for j in ok}
+    own = {id(j): [o for o in j.overrides if not SEED_OVERRIDE.match(o)] for j in ok}
     common = set.intersection(*(set(v) for v in own.values())) if own else set()
     out: dict[str, Group] = {}
     for job in ok:
-        key = " ".join(o for o in own[job.name] if o not in common) or "(all alike)"
+        key = " ".join(o for o in own[id(job)] if o not in common) or "(all alike)"
         out.setdefault(key, Group(key)).jobs.append(job)
     return list(out.values())
 
@@ -106,96 +146,222 @@ def eval_sets(group_list: list[Group]) -> list[str]:
     return list(dict.fromkeys(name for g in group_list for j in g.jobs for name in j.record["results"]))
 
 
-def seed_rows(group_list: list[Group], metrics: list[tuple[str, str]], marks: dict | None = None) -> list[dict[str, str]]:
+def seed_rows(group_list: list[Group], metrics: list[Metric], marks: dict | None = None) -> list[dict[str, str]]:
     """Per group and eval set: ``mean ±sd [low, high]`` of each metric over seeds, with a mark
     (▲ better, ▼ worse than the baseline, significant after Holm) where ``marks`` has one."""
     rows = []
     for g in group_list:
         for name in eval_sets([g]):
             row = {"runs": g.key, "seeds": str(len(g.jobs)), "eval set": name}
-            for metric, label in metrics:
-                values = g.values(name, metric)
+            for m in metrics:
+                values = g.values(name, m.name)
                 if values:
-                    s = seed_interval(values)
-                    digits = 1 if metric == "rank_distance" else 4
-                    cell = f"{s.mean:.{digits}f}" if s.n < 2 else f"{s.mean:.{digits}f} ±{s.sd:.{digits}f} [{s.low:.{digits}f}, {s.high:.{digits}f}]"
-                    row[label] = cell + (marks or {}).get((g.key, name, metric), "")
+                    s, d = seed_interval(values), m.digits
+                    cell = f"{s.mean:.{d}f}" if s.n < 2 else f"{s.mean:.{d}f} ±{s.sd:.{d}f} [{s.low:.{d}f}, {s.high:.{d}f}]"
+                    row[m.label] = cell + (marks or {}).get((g.key, name, m.name), "")
             rows.append(row)
     return rows
 
 
-def pick_baseline(group_list: list[Group], baseline: str | None) -> Group:
-    """The first group holding every override of ``baseline`` (e.g. ``sampler=xx``, or
-    ``"sampler=hybrid sampler.xy_pairs=per_batch"``); by default the group with ``sampler=xx`` if the
-    sweep has one, else the first."""
-    wanted = set((baseline or "sampler=xx").split())
-    for g in group_list:
-        if wanted <= set(g.key.split()):
-            return g
+# -- baselines
+
+
+def _override_value(override: str) -> tuple[str, str] | None:
+    key, sep, value = override.lstrip("+~").partition("=")
+    return (key, value) if sep else None
+
+
+def _matches(job: Job, wanted: list[str]) -> bool:
+    """The job has every ``key=value`` of ``wanted``: as an override, or as its configured value."""
+    overrides = set(job.overrides)
+    for item in wanted:
+        if item in overrides or f"+{item}" in overrides:
+            continue
+        key, value = _override_value(item) or (item, None)
+        if job.config is None or value is None:
+            return False
+        try:
+            configured = OmegaConf.select(job.config, key, throw_on_resolution_failure=False)
+        except Exception:  # noqa: BLE001 - an interpolation that cannot be resolved outside its run
+            return False
+        if OmegaConf.is_config(configured):
+            configured = OmegaConf.to_container(configured)
+        if configured != yaml.safe_load(value):
+            return False
+    return True
+
+
+def baselines(group_list: list[Group], baseline: str | None) -> tuple[list[Group], str]:
+    """The baseline groups and the spec they match: those whose runs all have every override of
+    ``baseline`` (e.g. ``sampler=xx``, or ``"sampler=hybrid sampler.xy_pairs=per_batch"``); by
+    default ``sampler=xx`` if a group has it, else the first group."""
+    spec = (baseline or "sampler=xx").split()
+    found = [g for g in group_list if all(_matches(j, spec) for j in g.jobs)]
+    if found:
+        return found, " ".join(spec)
     if baseline:
-        raise ValueError(f"summary.baseline={baseline!r} matches no run group of the sweep: {[g.key for g in group_list]}")
-    return group_list[0]
+        raise ComparisonError(f"summary.baseline={baseline!r} matches no run group of the sweep: {[g.key for g in group_list]}")
+    return group_list[:1], group_list[0].key
 
 
-def _pooled(group: Group, eval_set: str, setting: str) -> pd.DataFrame | None:
-    """Per (query, pool): AP averaged over the group's seeds, and the query / pool languages."""
-    tables = []
-    for job in group.jobs:
-        table = job.per_query
-        if table is None:
-            return None
-        rows = table[(table["eval_set"] == eval_set) & (table["setting"] == setting)]
-        tables.append(rows.set_index(["query", "pool_lang"])[["ap", "query_lang"]])
-    if not tables:
-        return None
-    ap = pd.concat([t["ap"] for t in tables], axis=1, join="inner").mean(axis=1)
-    return pd.DataFrame({"ap": ap, "query_lang": tables[0]["query_lang"].reindex(ap.index)})
+def matched_baselines(group_list: list[Group], baseline: str | None) -> list[tuple[Group, Group]]:
+    """(group, its baseline) for every group that is not a baseline: the baseline group sharing the
+    most of its overrides (the first of equals)."""
+    bases, _ = baselines(group_list, baseline)
+    pairs = []
+    for g in group_list:
+        if any(g is b for b in bases):
+            continue
+        mine = {o for j in g.jobs for o in j.overrides if not SEED_OVERRIDE.match(o)}
+        best = max(bases, key=lambda b: len(mine & {o for j in b.jobs for o in j.overrides}))
+        pairs.append((g, best))
+    return pairs
 
 
-def metric_weights(rows: pd.DataFrame) -> np.ndarray:
-    """Weights under which the weighted mean AP is the reported (macro) metric: every (query
-    language, pool language) cell counts alike, every query alike within its cell."""
-    pool = rows.index.get_level_values("pool_lang").astype(str)
-    cell = rows["query_lang"].astype(str).to_numpy() + "|" + np.asarray(pool)
-    cells, inverse, counts = np.unique(cell, return_inverse=True, return_counts=True)
-    return 1.0 / (len(cells) * counts[inverse])
+# -- paired per-query values
+
+
+def _rows(job: Job, eval_set: str, rule: PerQuery) -> pd.Series:
+    """The job's per-query values of one rule, indexed by row identity (NaN rows: undefined, left out)."""
+    table = job.per_query
+    if table is None:
+        raise NoPerQuery(f"not tested: job {job.name} has no per_query.parquet beside its results")
+    rows = table[(table["eval_set"] == eval_set) & (table["setting"] == rule.setting)]
+    if rule.languages:
+        rows = rows[rows["query_lang"].isin(rule.languages)]
+    if rule.column not in rows:
+        raise ComparisonError(f"job {job.name}: per_query.parquet of {eval_set!r} has no column {rule.column!r}")
+    keys = rows[KEY].astype(str)
+    question = rows["question"].astype("object").where(rows["question"].notna(), rows["query_id"]) if "question" in rows else rows["query_id"]
+    index = pd.MultiIndex.from_frame(keys.assign(question=question.astype(str).to_numpy()))
+    values = pd.Series(rows[rule.column].to_numpy(dtype=np.float64), index=index)
+    if values.index.droplevel("question").duplicated().any():
+        raise ComparisonError(f"job {job.name}: per_query.parquet of {eval_set!r} holds a query twice in setting {rule.setting!r}")
+    return values.dropna()
+
+
+def _describe(index: pd.MultiIndex) -> str:
+    langs = index.get_level_values("query_lang").value_counts().sort_index()
+    return ", ".join(f"{lang} {n}" for lang, n in langs.items())
+
+
+def _by_language(index: pd.MultiIndex) -> str:
+    return f" ({_describe(index)})" if len(index) else ""
+
+
+@dataclass
+class Paired:
+    """The rows all runs share: per group [seeds, rows] values, and per row its weight, cell and question."""
+
+    values: list[np.ndarray]
+    weights: np.ndarray
+    cells: np.ndarray
+    questions: np.ndarray
+    restricted: str | None  # what was left out, with common=True
+
+
+def paired_values(groups_: list[Group], eval_set: str, metric: Metric, common: bool = False) -> Paired:
+    """Align every run of ``groups_`` on the rows of ``metric``'s rule (see the module docstring)."""
+    rule = metric.per_query
+    series = {id(j): _rows(j, eval_set, rule) for g in groups_ for j in g.jobs}
+    jobs = [j for g in groups_ for j in g.jobs]
+    reference = series[id(jobs[0])].index
+    shared, restricted = reference, None
+    for job in jobs[1:]:
+        other = series[id(job)].index
+        if other.equals(reference) or (len(other) == len(reference) and other.sort_values().equals(reference.sort_values())):
+            continue
+        missing, extra = reference.difference(other), other.difference(reference)
+        if not common:
+            raise ComparisonError(
+                f"cannot pair the queries of {eval_set!r} ({metric.name}): job {jobs[0].name} has {len(reference)} rows "
+                f"({_describe(reference)}), job {job.name} has {len(other)} ({_describe(other)}); "
+                f"{len(missing)} only in job {jobs[0].name}{_by_language(missing)}, {len(extra)} only in job {job.name}"
+                f"{_by_language(extra)}. Compare runs evaluated on "
+                "the same queries, or set summary.common_queries=true to compare on the queries all runs share")
+        shared = shared.intersection(other)
+    if len(shared) < len(reference) or any(len(series[id(j)]) != len(shared) for j in jobs):
+        restricted = f"{len(shared)} rows all runs share (of {max(len(s) for s in series.values())})"
+    shared = shared.sort_values()
+    values = [np.stack([series[id(j)].reindex(shared).to_numpy() for j in g.jobs]) for g in groups_]
+    keys = shared.to_frame(index=False)
+    if rule.average == "macro":
+        cell = keys["query_lang"] + "|" + keys["pool_lang"]
+    else:
+        cell = pd.Series("all", index=keys.index)
+    cells = pd.factorize(cell)[0]
+    counts = np.bincount(cells)
+    weights = 1.0 / (len(counts) * counts[cells])
+    if restricted is None:  # the rows must reproduce each run's reported metric
+        for g, v in zip(groups_, values):
+            for job, row in zip(g.jobs, v):
+                reported = job.record["results"].get(eval_set, {}).get(metric.name)
+                ours = float(weights @ row)
+                if isinstance(reported, float) and not math.isclose(ours, reported, rel_tol=1e-4, abs_tol=1e-5):
+                    raise ComparisonError(f"job {job.name}: its per-query rows of {eval_set!r} give {metric.name} = {ours:.6f}, "
+                                          f"its results.json says {reported:.6f}: the per-query file does not belong to these results")
+    return Paired(values, weights, cells, pd.factorize(keys["question"])[0], restricted)
+
+
+# -- the comparisons of a summary
 
 
 @dataclass
 class Comparison:
     group: str
+    baseline: str
     eval_set: str
-    metric: str
-    delta: float
-    low: float
-    high: float
-    dz: float
-    p: float
+    metric: Metric
+    delta: float  # the group's mean metric minus the baseline's, on the paired rows
+    seeds: tuple[int, int]  # (the group's, the baseline's)
+    questions: int
+    test: Difference | None  # None: too few seeds to test
+    note: str = ""  # a restriction to common queries, or why it is not tested
     p_holm: float = math.nan
 
+    @property
+    def better(self) -> bool:
+        return (self.delta > 0) == self.metric.higher_is_better
 
-def significance(group_list: list[Group], baseline: Group, resamples: int = 9999, bootstrap: int = 2000) -> list[Comparison]:
-    """Each other group against the baseline, per eval set and tested metric (see the module doc)."""
-    out, baseline_pooled = [], {}
-    for g in group_list:
-        if g is baseline:
-            continue
-        for name in eval_sets([g, baseline]):
-            for metric, setting in TESTED.items():
-                if (name, setting) not in baseline_pooled:
-                    baseline_pooled[name, setting] = _pooled(baseline, name, setting)
-                ours, base = _pooled(g, name, setting), baseline_pooled[name, setting]
-                if ours is None or base is None:
+    def verdict(self, alpha: float) -> str:
+        if self.test is None:
+            return self.note
+        if self.p_holm < alpha:
+            return "better" if self.better else "worse"
+        return "not significant"
+
+
+def compare(group_list: list[Group], baseline: str | None, sets: list[str], tested: list[str] | None = None,
+            min_seeds: int = 3, common: bool = False) -> list[Comparison]:
+    """Each non-baseline group against its baseline, per eval set of ``sets`` and tested metric (the
+    metrics declared ``tested``, or the names in ``tested``); Holm over all the tests made."""
+    out = []
+    for g, base in matched_baselines(group_list, baseline):
+        for name in sets:
+            mine, theirs = g.metrics(name), base.metrics(name)
+            for metric in (m for m in mine.values() if m.name in theirs and (m.name in tested if tested else m.tested)):
+                if metric.per_query is None:
+                    raise ComparisonError(f"summary.metrics: {metric.name} of {name!r} has no per-query rule, so it cannot be tested")
+                seeds = (len(g.jobs), len(base.jobs))
+                try:
+                    paired = paired_values([g, base], name, metric, common)
+                except NoPerQuery as e:  # the difference of the reported means, untested
+                    delta = float(np.mean(g.values(name, metric.name)) - np.mean(base.values(name, metric.name)))
+                    out.append(Comparison(g.key, base.key, name, metric, delta, seeds, 0, None, str(e)))
                     continue
-                both = ours.join(base["ap"].rename("base"), how="inner")
-                if both.empty:
+                delta = float(paired.weights @ (paired.values[0].mean(0) - paired.values[1].mean(0)))
+                questions = int(paired.questions.max()) + 1
+                note = f"on the {paired.restricted}" if paired.restricted else ""
+                if min(seeds) < min_seeds:
+                    few = min(seeds)
+                    out.append(Comparison(g.key, base.key, name, metric, delta, seeds, questions, None,
+                                          f"{few} seed{'s' if few != 1 else ''}: add seeds to test the strategy "
+                                          f"(summary.min_seeds={min_seeds} per group)"))
                     continue
-                w = metric_weights(both)
-                a, b = both["ap"].to_numpy(), both["base"].to_numpy()
-                low, high = paired_bootstrap_interval(a, b, w, n_resamples=bootstrap)
-                out.append(Comparison(g.key, name, metric, float(np.sum(w * (a - b))), low, high, cohens_dz(a, b),
-                                      paired_permutation_test(a, b, w, n_resamples=resamples)))
-    for c, adjusted in zip(out, holm([c.p for c in out])):
+                test = seeds_and_questions(paired.values[0], paired.values[1], paired.weights, paired.cells, paired.questions)
+                out.append(Comparison(g.key, base.key, name, metric, delta, seeds, questions, test, note))
+    made = [c for c in out if c.test is not None]
+    for c, adjusted in zip(made, holm([c.test.p for c in made])):
         c.p_holm = adjusted
     return out
 

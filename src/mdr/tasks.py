@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from mdr.cli import output_dir
 from mdr.config import instantiate
 from mdr.errors import ConfigError, NumericalError
+from mdr.evaluation.benchmark import declared_metrics
 from mdr.evaluation.callback import RetrievalEvalCallback, log_results
 from mdr.evaluation.evaluator import RetrievalEvaluator
 from mdr.evaluation.report import markdown_table, result_rows, results_report
@@ -111,12 +112,14 @@ def run_choices(cfg: DictConfig) -> dict[str, str]:
 
 def objective(cfg: DictConfig, results: dict[str, dict] | None) -> float:
     """What ``train.py`` returns to a Hydra sweeper: ``summary.select_metric`` of
-    ``summary.select_set`` (default: the first eval set); NaN for a failed run."""
+    ``summary.select_set`` (defaults: the first eval set and the metric its benchmark declares for
+    selection); NaN for a failed run."""
     summary = cfg.get("summary") or {}
     if not results:
         return math.nan
     name = summary.get("select_set") or next(iter(results))
-    metric = summary.get("select_metric", "crosslingual_map")
+    declared = declared_metrics(results.get(name, {})) if name in results else []
+    metric = summary.get("select_metric") or next((m.name for m in declared if m.select), None)
     value = results.get(name, {}).get(metric)
     if not isinstance(value, float):
         known = sorted(m for m, v in results.get(name, {}).items() if isinstance(v, float))

@@ -3,8 +3,10 @@
 In:  an encoder; topics, qrels and a passage corpus per language (``mdr.formats.miracl``: from the
      Hugging Face Hub, downloaded once and cached, or from local folders in the same layout).
 Out: nDCG@10 and Recall@100 per language and their mean over languages (the results shape of
-     ``mdr.evaluation.benchmark``); when more languages than the paper's 15 (arXiv 2408.10536) are
-     evaluated, also the means over those 15 (``ndcg_at_10_paper15``, ``recall_at_100_paper15``).
+     ``mdr.evaluation.benchmark``, with a per-query table: one row per topic); when more languages
+     than the paper's 15 (arXiv 2408.10536) are evaluated, also the means over those 15
+     (``ndcg_at_10_paper15``, ``recall_at_100_paper15``), which are then the ones compared with the
+     paper (``miracl_metrics``).
 
 The corpus is encoded as a stream: embeddings are appended to a float32 file on disk and read back
 as a memmap, block by block, for exact inner-product search (``mdr.evaluation.search``: on the GPU
@@ -23,15 +25,34 @@ import time
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+import pandas as pd
 
 from mdr.errors import DataError
-from mdr.evaluation.benchmark import EvalOptions, TextEncoder, finite_embeddings
+from mdr.evaluation.benchmark import EvalOptions, Metric, PerQuery, TextEncoder, finite_embeddings
 from mdr.evaluation.metrics import ndcg_at_k, recall_at_k
 from mdr.evaluation.search import exact_search, resolve_backend
 from mdr.formats.miracl import annotation_file, corpus_dir, qrels_file, read_corpus, read_qrels, read_topics, topics_file
 from mdr.reference.published import paper_miracl_languages
 
 log = logging.getLogger(__name__)
+
+
+def miracl_metrics(languages: Sequence[str], k: int = 100) -> list[Metric]:
+    """nDCG@10 and Recall@k over the evaluated languages (tested, nDCG@10 selected on by default);
+    compared with the paper's figures when those are exactly its 15 languages, else their means over
+    the 15 are, when all 15 were evaluated."""
+    paper = set(paper_miracl_languages())
+    same = set(languages) == paper
+    out = [Metric("ndcg_at_10", "nDCG@10", per_query=PerQuery("monolingual", "ndcg_at_10"), tested=True, select=True,
+                  paper="ndcg_at_10" if same else None),
+           Metric(f"recall_at_{k}", f"R@{k}", per_query=PerQuery("monolingual", f"recall_at_{k}"), tested=True,
+                  paper=f"recall_at_{k}" if same else None)]
+    if paper < set(languages):
+        langs = tuple(sorted(paper))
+        out += [Metric(f"{name}_paper15", f"{label} (paper's 15)", headline=False, paper=name,
+                       per_query=PerQuery("monolingual", name, languages=langs))
+                for name, label in (("ndcg_at_10", "nDCG@10"), (f"recall_at_{k}", f"R@{k}"))]
+    return out
 
 
 class MiraclEval:
@@ -71,10 +92,13 @@ class MiraclEval:
                     others -= 1
             yield docid, f"{title} {text}".strip() if self.with_title else text
 
+    def metrics(self, options: EvalOptions = EvalOptions(), k: int = 100) -> list[Metric]:
+        return miracl_metrics(self.languages, k)
+
     def evaluate(self, encoder: TextEncoder, options: EvalOptions = EvalOptions(), k: int = 100) -> dict:
         batch_size = options.batch_size
         t0 = time.perf_counter()
-        ndcg, recall, num_queries, num_docs, t_encode = {}, {}, 0, {}, 0.0
+        ndcg, recall, num_queries, num_docs, t_encode, rows = {}, {}, 0, {}, 0.0, []
         with tempfile.TemporaryDirectory(dir=self.work_dir, prefix="miracl-") as tmp:
             for lang in self.languages:
                 qrels = self.qrels[lang]
@@ -105,6 +129,9 @@ class MiraclEval:
                     per_q_ndcg.append(ndcg_at_k(s[found], gains, judged_gains, 10))
                     per_q_recall.append(recall_at_k(s[found], gains, int((judged_gains > 0).sum()), k))
                 ndcg[lang], recall[lang] = float(np.mean(per_q_ndcg)), float(np.mean(per_q_recall))
+                rows.append(pd.DataFrame({"query_id": qids, "question": [f"{lang}:{x}" for x in qids], "query_lang": lang,
+                                          "pool_lang": lang, "setting": "monolingual", "ndcg_at_10": per_q_ndcg,
+                                          f"recall_at_{k}": per_q_recall}))
                 num_queries += len(qids)
                 num_docs[lang] = len(docids)
                 log.info("miracl %s: %d topics, %d passages, nDCG@10 %.4f, R@%d %.4f",
@@ -124,6 +151,7 @@ class MiraclEval:
             "num_docs": num_docs,
             "encode_seconds": t_encode,
             "total_seconds": time.perf_counter() - t0,
+            "per_query": pd.concat(rows, ignore_index=True),
         }
 
 

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from mdr.errors import DataError
-from mdr.evaluation.benchmark import EvalOptions, TextEncoder, finite_embeddings, headline_metrics
-from mdr.evaluation.settings import score_embeddings
+from mdr.evaluation.benchmark import EvalOptions, Metric, TextEncoder, finite_embeddings, headline_metrics
+from mdr.evaluation.settings import pool_metrics, score_embeddings
 from mdr.formats.parallel import load_parallel_corpus
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,9 @@ class EvalSet:
         if not self.query_text:
             raise DataError(f"eval set {self.name!r}: no queries")
         self.languages = sorted(set(self.query_lang) | set(self.cand_lang))
+
+    def metrics(self, options: EvalOptions = EvalOptions()) -> list[Metric]:
+        return pool_metrics(options.recall_at)
 
     def evaluate(self, encoder: TextEncoder, options: EvalOptions = EvalOptions()) -> dict:
         """Encode each unique text once, then score every setting and the bias metrics."""

@@ -1,7 +1,8 @@
 """Result tables: one row per (run, eval set) with the headline metrics, as Markdown or CSV; the
 X -> Y matrix and the per-language tables; the matrix heatmap.
 
-In:  results in the shape of ``mdr.evaluation.benchmark``.
+In:  results in the shape of ``mdr.evaluation.benchmark``; the columns and their formats are what
+     each benchmark declares (``Metric.headline``, ``label``, ``digits``).
 Out: strings (Markdown, CSV) and PNG files.
 """
 
@@ -11,31 +12,35 @@ import csv
 import io
 import os
 
-from mdr.evaluation.benchmark import per_language
+from mdr.evaluation.benchmark import Metric, declared_metrics, metric_of, per_language
 from mdr.reference.published import comparison_rows, comparison_title
 
-HEADLINE = (
-    ("monolingual_map", "mono mAP"),
-    ("crosslingual_map", "cross mAP"),
-    ("multilingual_map", "multi mAP"),
-    ("rank_distance", "rank dist"),
-    ("same_language_first", "same-lang-1st"),
-    ("ndcg_at_10", "nDCG@10"),
-    ("recall_at_100", "R@100"),
-)
+
+def headline(results: dict[str, dict]) -> list[Metric]:
+    """The headline metrics declared by any of these eval sets' results, in declaration order."""
+    out: dict[str, Metric] = {}
+    for result in results.values():
+        out.update({m.name: m for m in declared_metrics(result) if m.headline and m.name not in out})
+    return list(out.values())
 
 
 def result_rows(results: dict[str, dict], **columns: str) -> list[dict[str, str]]:
-    """Flatten ``{set: metrics}`` into rows; ``columns`` (e.g. run=..., status=...) lead each row."""
+    """Flatten ``{set: metrics}`` into rows with every set's declared headline metrics; ``columns``
+    (e.g. run=..., status=...) lead each row."""
     rows = []
-    for name, metrics in results.items():
+    for name, result in results.items():
         row = {**columns, "eval set": name}
-        for key, label in HEADLINE:
-            if key not in metrics and label not in ("mono mAP", "cross mAP", "multi mAP"):
-                continue  # only the columns a set has (the mAP columns always, for stable tables)
-            row[label] = _fmt(key, metrics.get(key))
+        row.update({m.label: m.format(result.get(m.name)) for m in declared_metrics(result) if m.headline})
         rows.append(row)
     return rows
+
+
+def paper_comparison(results: dict[str, dict], model: str | None, sampler: str | None, run: str = "") -> list[dict[str, str]]:
+    """The hybrid-batching paper's published figures beside ours, for every metric a benchmark
+    declares a paper name for (``Metric.paper``), if the paper has the same model and batching."""
+    values = {name: [(m.name, m.paper, result.get(m.name), m.digits) for m in declared_metrics(result) if m.paper]
+              for name, result in results.items()}
+    return comparison_rows(values, model, sampler, run=run)
 
 
 def markdown_table(rows: list[dict[str, str]]) -> str:
@@ -64,30 +69,32 @@ def results_report(results: dict[str, dict], model: str | None = None, sampler: 
     """The headline table, then per eval set its X -> Y matrix (if any) and per-language metrics,
     then the published figures of the same model family and batching, if the paper has them."""
     parts = [markdown_table(result_rows(results))]
-    published = comparison_rows(results, model, sampler)
+    published = paper_comparison(results, model, sampler)
     if published:
         parts.append(f"{comparison_title()}\n{markdown_table(published)}")
     for name, result in results.items():
         if "matrix" in result:
             parts.append(f"{name}: mAP, query language (rows) x pool language (columns)\n{matrix_table(result['matrix'])}")
+        declared = {m.name: m for m in declared_metrics(result)}
         if result.get("seen_languages") is not None:
             groups = {"seen": result["seen_languages"], "unseen": result["unseen_languages"]}
             rows = [{"query languages": f"{g}: {', '.join(langs) or '-'}",
-                     **{label: _fmt(key, result.get(f"{key}_{g}")) for key, label in HEADLINE if f"{key}_{g}" in result}}
+                     **{m.label: m.format(result.get(f"{m.name}_{g}")) for m in declared.values() if m.headline and f"{m.name}_{g}" in result}}
                     for g, langs in groups.items()]
             parts.append(f"{name}: languages seen and not seen in training\n{markdown_table(rows)}")
         tables = per_language(result)
         if tables:
             langs = list(dict.fromkeys(lang for values in tables.values() for lang in values))
-            rows = [{"lang": lang, **{metric: _fmt(metric, values.get(lang)) for metric, values in tables.items()}} for lang in langs]
+            rows = [{"lang": lang, **{metric: _fmt(metric_of(metric, declared), values.get(lang)) for metric, values in tables.items()}}
+                    for lang in langs]
             parts.append(f"{name}: per query language\n{markdown_table(rows)}")
     return "\n\n".join(parts)
 
 
-def _fmt(metric: str, value) -> str:
-    if not isinstance(value, float):
-        return ""
-    return f"{value:.1f}" if metric == "rank_distance" else f"{value:.4f}"
+def _fmt(metric: Metric | None, value) -> str:
+    if metric is not None:
+        return metric.format(value)
+    return f"{value:.4f}" if isinstance(value, float) else ""
 
 
 def matrix_table(matrix: dict[str, dict[str, float]]) -> str:

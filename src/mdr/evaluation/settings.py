@@ -39,9 +39,33 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mdr.evaluation.benchmark import Metric, PerQuery
 from mdr.evaluation.metrics import average_precision, full_pool_ranks, rank_distance
 
 MULTILINGUAL = "*"  # pool_lang of the pool of all languages
+
+
+SETTINGS = (("monolingual", "mono"), ("crosslingual", "cross"), ("multilingual", "multi"))
+
+
+def pool_metrics(recall_at: Sequence[int] = (1, 10)) -> list[Metric]:
+    """The declaration of everything ``aggregate`` reports (``mdr.evaluation.benchmark.Metric``):
+    the three mAPs (tested; cross-lingual mAP is what a sweep selects on by default), the bias
+    metrics, the query-weighted means and recall at each cut-off."""
+    out = [Metric(f"{setting}_map", f"{short} mAP", per_query=PerQuery(setting, "ap"), tested=True,
+                  select=setting == "crosslingual", paper=f"{setting}_map") for setting, short in SETTINGS]
+    out += [
+        Metric("rank_distance", "rank dist", high="num_candidates", higher_is_better=False, digits=1,
+               per_query=PerQuery("multilingual", "rank_distance"), paper="rank_distance"),
+        Metric("same_language_first", "same-lang-1st", higher_is_better=False,
+               per_query=PerQuery("multilingual", "same_language_first", "micro")),
+        Metric("multilingual_map_micro", "multi mAP (micro)", headline=False, per_query=PerQuery("multilingual", "ap", "micro")),
+        Metric("rank_distance_micro", "rank dist (micro)", high="num_candidates", higher_is_better=False, digits=1,
+               headline=False, per_query=PerQuery("multilingual", "rank_distance", "micro")),
+    ]
+    out += [Metric(f"{setting}_recall_at_{k}", f"{short} R@{k}", headline=False, per_query=PerQuery(setting, f"recall_at_{k}"))
+            for k in recall_at for setting, short in SETTINGS]
+    return out
 
 
 def query_table(es, q: torch.Tensor, c: torch.Tensor, chunk_size: int = 256, recall_at: Sequence[int] = (1, 10)) -> pd.DataFrame:

@@ -1,13 +1,12 @@
 """The hybrid-batching paper's published table, matched to this tool's runs.
 
-In:  a run's model (``name_or_path``), its sampler choice and its results.
+In:  a run's model (``name_or_path``), its sampler choice, and per eval set the pairs (our metric,
+     the paper's name for it) that the benchmark declares (``Metric.paper``, read by
+     ``mdr.evaluation.report.paper_comparison``).
 Out: rows ``{run, eval set, metric, ours, published, difference}`` for every metric the paper
      reports for the same model family (LaBSE, XLM-R base), the same batching (xx, xy, hybrid) and
      the same benchmark (xquad_r, mlqa_r, miracl), labelled as published figures. Runs that match
      no published row (another model, sampler or benchmark) get none.
-
-MIRACL: the paper averages over its 15 languages; a run's ``<metric>_paper15`` mean (present when
-those 15 were all evaluated) is compared, or the plain mean when exactly those were evaluated.
 """
 
 from __future__ import annotations
@@ -44,23 +43,22 @@ def published_row(model: str | None, sampler: str | None) -> dict | None:
     return next((r for r in reference()["rows"] if r["model"] == family and r["batching"] == sampler), None)
 
 
-def comparison_rows(results: dict[str, dict], model: str | None, sampler: str | None, run: str = "") -> list[dict[str, str]]:
-    """Our metric, the published one and the difference, for every published metric this run has."""
+def comparison_rows(values: dict[str, list[tuple[str, str, float, int]]], model: str | None, sampler: str | None,
+                    run: str = "") -> list[dict[str, str]]:
+    """Our figure, the published one and the difference, for every published figure the run has.
+    ``values``: per eval set, ``(our metric, the paper's name for it, our value, decimals)``."""
     row = published_row(model, sampler)
     if row is None:
         return []
     out = []
-    for name, result in results.items():
-        for metric, published in (row.get(name) or {}).items():
-            ours = result.get(metric)
-            if name == "miracl":  # the paper's mean over its 15 languages, or nothing comparable
-                same_languages = sorted(result.get("languages", [])) == sorted(paper_miracl_languages())
-                ours = result.get(f"{metric}_paper15", ours if same_languages else None)
-            if not isinstance(ours, float):
+    for name, metrics in values.items():
+        published = row.get(name) or {}
+        for metric, paper_name, ours, digits in metrics:
+            if paper_name not in published or not isinstance(ours, float):
                 continue
-            digits = 1 if metric == "rank_distance" else 4
+            figure = published[paper_name]
             out.append({**({"run": run} if run else {}), "eval set": name, "metric": metric, "ours": f"{ours:.{digits}f}",
-                        "published": f"{published:.{digits}f}", "difference": f"{ours - published:+.{digits}f}",
+                        "published": f"{figure:.{digits}f}", "difference": f"{ours - figure:+.{digits}f}",
                         "paper row": f"{row['model']}, {row['batching']}"})
     return out
 
