@@ -54,3 +54,14 @@ def test_export_cli_writes_the_evaluation_into_the_model_card(corpus, tmp_path):
     assert "## Evaluation" in card and "| demo |" in card
     missing = run(str(ROOT / "export.py"), "ckpt=nope.ckpt", "out=x")
     assert missing.returncode != 0 and missing.stderr.strip().splitlines()[-1] == "error: checkpoint not found: nope.ckpt"
+
+
+def test_a_pooling_the_exporter_does_not_know_is_one_clear_error_not_cls(tmp_path):
+    from mdr.errors import ConfigError
+    from mdr.model.export import write_sentence_transformers_folder
+    from tests.helpers import tiny
+
+    encoder = tiny()
+    encoder.pooling = "max"  # a pooling added to the encoder but not to the exporter
+    with pytest.raises(ConfigError, match="export: pooling 'max' has no sentence-transformers counterpart"):
+        write_sentence_transformers_folder(encoder, {"pooling": "max"}, str(tmp_path / "out"))

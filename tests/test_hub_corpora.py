@@ -37,7 +37,7 @@ def test_mmarco_builds_parallel_examples_with_hard_negatives_and_caches(tmp_path
     [out] = build_mmarco(LANGS, path=str(path), max_queries=20, num_negatives=2, cache_dir=cache)
     ds = load_parallel_corpus(out, cache_dir=str(tmp_path / "arrow"))
     index = ParallelIndex.from_dataset(ds)
-    assert index.counts == {"de": 19, "en": 20, "ru": 20}  # query 7 lacks German
+    assert dict(zip(index.languages, index.available.sum(0).tolist())) == {"de": 19, "en": 20, "ru": 20}  # query 7 lacks German
     assert int(index.pair_counts()[index.lang_id("en"), index.lang_id("ru")]) == 20
     for row in ds:
         assert row["query"].startswith(f"[{row['lang']}]") and row["positive"].startswith(f"[{row['lang']}]")
@@ -71,7 +71,7 @@ def test_miracl_train_is_monolingual_and_only_xx_can_sample_it(tmp_path):
     [out] = build_miracl_train(["de", "sw"], path=str(topics), corpus_path=str(corpus_path), cache_dir=str(tmp_path / "built"))
     ds = load_parallel_corpus(out, cache_dir=str(tmp_path / "arrow"))
     index = ParallelIndex.from_dataset(ds)
-    assert index.counts == {"de": 12, "sw": 12} and index.available.sum(1).max() == 1
+    assert index.languages == ["de", "sw"] and index.available.sum(0).tolist() == [12, 12] and index.available.sum(1).max() == 1
     assert all(len(r["negatives"]) == 1 for r in ds)  # the judged non-relevant passage
     XXSampler(index, batch_size=4)
     with pytest.raises(ConfigError, match="share an example id"):
@@ -125,6 +125,32 @@ def test_mixture_labels_batches_keeps_its_epoch_and_groups_lengths_within_a_sour
     # default epoch: the sources' epochs added
     assert len(MixtureSampler({"a": XYSampler(a, 4, steps_per_epoch=5), "b": XXSampler(b, 4, steps_per_epoch=7)},
                               {"a": 1.0, "b": 1.0})) == 12
+
+
+def test_mixture_length_groups_keep_each_batchs_language_pairs_when_sources_have_other_languages():
+    """Sources with two and three languages, per-example X-Y, length groups: every batch keeps the
+    language pairs of the slots it was drawn with. (The pair code used to take the first source's
+    language count, under which the three-language source's pairs (0, 2) and (1, 0) collide and
+    examples moved between batches across pairs.)"""
+    def parallel(n, langs, offset):
+        rows = offset + np.arange(n * len(langs)).reshape(len(langs), n).T
+        chars = np.random.default_rng(offset).integers(10, 300, rows.shape)
+        return ParallelIndex(langs, np.array([f"e{i}" for i in range(n)]), rows, query_chars=chars // 4, passage_chars=chars)
+
+    groups, size = 4, 6
+    mix = MixtureSampler({"two": XYSampler(parallel(40, ["de", "en"], 0), size, seed=5),
+                          "three": XYSampler(parallel(60, ["ar", "de", "en"], 1000), size, seed=5)},
+                         {"two": 1.0, "three": 1.0}, length_groups=groups)
+    checked = 0
+    for group in range(12):
+        drawn = mix.draw(np.random.default_rng([mix.seed, 0, group, groups]), groups * size)  # what the group was drawn as
+        slots = sorted(sorted(zip(q.tolist(), p.tolist())) for q, p in zip(drawn.query_langs.reshape(groups, size),
+                                                                          drawn.passage_langs.reshape(groups, size)))
+        batches = [mix.batch_at(0, group * groups + k) for k in range(groups)]
+        assert sorted(sorted(zip(b.query_langs.tolist(), b.passage_langs.tolist())) for b in batches) == slots
+        checked += batches[0].source_name == "three"
+    assert checked >= 3
+    assert mix.index.languages == ["ar", "de", "en"] and len(mix.index.example_ids) == 100  # one language list
 
 
 def mixture_overrides(tmp_path) -> list[str]:

@@ -143,8 +143,8 @@ def build_trainer(trainer_cfg: DictConfig, **kwargs) -> L.Trainer:
 def check_resumable(ckpt_path: str, module: BiEncoderModule) -> None:
     """The checkpoint's weights must fit the configured model, before Lightning tries to load them."""
     state = read_checkpoint(ckpt_path, option="ckpt_path")
-    unused_pooler = "encoder.idle_pooler." if module.encoder.idle_pooler is not None else ""
-    problem = weights_mismatch(state["state_dict"], module.state_dict(), optional=unused_pooler)
+    optional = tuple(f"encoder.{prefix}" for prefix in module.encoder.optional_weights)
+    problem = weights_mismatch(state["state_dict"], module.state_dict(), optional=optional)
     if problem:
         raise ConfigError(f"ckpt_path: {ckpt_path} was trained from {state.get('encoder_name_or_path')!r} and does not "
                           f"fit model={module.encoder.name_or_path!r} ({problem}); resume with the options it was trained with")

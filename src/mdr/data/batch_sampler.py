@@ -175,7 +175,8 @@ class ParallelBatchSampler(Sampler[DrawnBatch]):
         rng = np.random.default_rng([self.seed, epoch, group, self.groups])
         drawn = self.draw(rng, self.groups * self.global_batch)
         query_chars, passage_chars = drawn.chars(self.index)
-        pair = drawn.query_langs * len(self.index.languages) + drawn.passage_langs
+        # language ids are those of the index the group was drawn from (a mixture's source)
+        pair = drawn.query_langs * len((drawn.source or self.index).languages) + drawn.passage_langs
         if (pair == pair[0]).all():
             # one language pair: strata of similar passages, each cut by query length (queries and
             # passages are padded apart; isqrt(G) batches per stratum, the last one short)
@@ -193,6 +194,11 @@ class ParallelBatchSampler(Sampler[DrawnBatch]):
         batches = order.reshape(self.groups, self.global_batch)[rng.permutation(self.groups)]
         self._last_group = (key, [drawn.take(b) for b in batches])
         return self._last_group[1]
+
+    @property
+    def start_step(self) -> int:
+        """Where the next iteration starts in the epoch: a resume's position, else 0."""
+        return self._start_step
 
     def __iter__(self) -> Iterator[DrawnBatch]:
         start, self._start_step = self._start_step, 0

@@ -138,7 +138,7 @@ class ParallelDataModule(L.LightningDataModule):
             parts.append(ds)
             offset += len(ds)
         self.corpus = datasets.concatenate_datasets(parts)
-        self.index = next(iter(self.source_index.values()))
+        self.index = ParallelIndex.concat(list(self.source_index.values()))  # the mixture on one language list
 
     def build_sampler(self, rank: int = 0, world_size: int = 1) -> ParallelBatchSampler:
         self.setup()
@@ -154,7 +154,8 @@ class ParallelDataModule(L.LightningDataModule):
         # the run's sampler options that shape the epoch and the length groups belong to the mixture
         options = getattr(self.sampler_factory, "keywords", {})
         return MixtureSampler(samplers, {name: float(spec.get("weight", 1.0)) for name, spec in self.sources.items()},
-                              steps_per_epoch=options.get("steps_per_epoch"), length_groups=options.get("length_groups", 1))
+                              steps_per_epoch=options.get("steps_per_epoch"), length_groups=options.get("length_groups", 1),
+                              index=self.index)
 
     def train_dataloader(self) -> ResumableDataLoader:
         trainer = self.trainer
@@ -176,8 +177,7 @@ class ParallelDataModule(L.LightningDataModule):
     def training_languages(self) -> list[str]:
         """The languages of the training data (after ``languages``), sorted."""
         self.setup()
-        indexes = list(self.source_index.values()) or [self.index]
-        return sorted({lang for index in indexes for lang in index.languages})
+        return list(self.index.languages)
 
     @property
     def has_validation(self) -> bool:

@@ -7,12 +7,14 @@ Out: ``ParallelIndex``: per example and language the corpus row (or -1) and the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
 import datasets
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from mdr.errors import DataError
@@ -35,13 +37,15 @@ class ParallelIndex:
     passage_chars: np.ndarray | None = None
 
     @classmethod
-    def from_dataset(cls, ds: datasets.Dataset) -> ParallelIndex:
-        full = ds.data.table
-        table = full.select(["id", "lang"])
-        for column in ("query", "positive"):
-            table = table.append_column(f"{column}_chars", pc.utf8_length(full.column(column)))
-        if ds._indices is not None:  # a .select()/.filter() view: follow its row mapping
-            table = table.take(ds._indices.column(0))
+    def from_dataset(cls, ds: datasets.Dataset, block: int = 262_144) -> ParallelIndex:
+        # in blocks of rows (a .select() view included), so only the ids, languages and text lengths
+        # are ever held in memory, not the texts
+        parts = []
+        for batch in ds.select_columns(["id", "lang", "query", "positive"]).with_format("arrow").iter(batch_size=block):
+            parts.append(pa.table({"id": batch.column("id"), "lang": batch.column("lang"),
+                                   "query_chars": pc.utf8_length(batch.column("query")),
+                                   "positive_chars": pc.utf8_length(batch.column("positive"))}))
+        table = pa.concat_tables(parts) if parts else pa.table({"id": [], "lang": [], "query_chars": [], "positive_chars": []})
         ex_codes, example_ids = pd.factorize(table.column("id").to_numpy(zero_copy_only=False))
         lang_codes, languages = pd.factorize(table.column("lang").to_numpy(zero_copy_only=False), sort=True)
         rows = np.full((len(example_ids), len(languages)), -1, dtype=np.int64)
@@ -52,15 +56,31 @@ class ParallelIndex:
             chars[column][ex_codes, lang_codes] = table.column(f"{column}_chars").to_numpy()
         return cls(list(languages), np.asarray(example_ids), rows, chars["query"], chars["positive"])
 
+    @classmethod
+    def concat(cls, indexes: Sequence[ParallelIndex]) -> ParallelIndex:
+        """One index over several corpora whose rows already point into one concatenated corpus, on
+        one sorted language list (a mixture's); examples of different corpora stay different, even
+        with equal ids."""
+        languages = sorted({lang for index in indexes for lang in index.languages})
+        size = sum(len(index.example_ids) for index in indexes)
+        rows = np.full((size, len(languages)), -1, dtype=np.int64)
+        query_chars, passage_chars = np.zeros(rows.shape, dtype=np.int32), np.zeros(rows.shape, dtype=np.int32)
+        start = 0
+        for index in indexes:
+            block = slice(start, start + len(index.example_ids))
+            columns = [languages.index(lang) for lang in index.languages]
+            rows[block, columns] = index.rows
+            for target, source in ((query_chars, index.query_chars), (passage_chars, index.passage_chars)):
+                if source is not None:
+                    target[block, columns] = source
+            start = block.stop
+        example_ids = np.concatenate([np.asarray(index.example_ids, dtype=object) for index in indexes])
+        return cls(languages, example_ids, rows, query_chars, passage_chars)
+
     @cached_property
     def available(self) -> np.ndarray:
         """Boolean [examples, languages]."""
         return self.rows >= 0
-
-    @cached_property
-    def counts(self) -> dict[str, int]:
-        """n_X: examples available in each language."""
-        return dict(zip(self.languages, self.available.sum(0).tolist()))
 
     def lang_id(self, lang: str) -> int:
         try:

@@ -79,7 +79,7 @@ class ResumableDataLoader(DataLoader):
 
     def __iter__(self):
         sampler: ParallelBatchSampler = self.batch_sampler
-        self._consumed = sampler._start_step
+        self._consumed = sampler.start_step
         for batch in super().__iter__():
             self._consumed += 1
             yield batch

@@ -167,18 +167,22 @@ class MixtureSampler(ParallelBatchSampler):
             position (their own ``steps_per_epoch`` and ``length_groups`` are not used).
         weights: per source name, a weight > 0.
         steps_per_epoch: the mixture's epoch; default: the sum of the sources' epochs.
-        length_groups: as for any sampler; a group is drawn from one source.
+        length_groups: as for any sampler; a group is drawn from one source (and its language pairs
+            are told apart in that source's own language list).
+        index: the mixture's index on one language list (``ParallelIndex.concat`` of the sources'),
+            by default built from the samplers' indexes.
     """
 
     def __init__(self, samplers: dict[str, ParallelBatchSampler], weights: dict[str, float],
-                 steps_per_epoch: int | None = None, length_groups: int = 1) -> None:
+                 steps_per_epoch: int | None = None, length_groups: int = 1, index: ParallelIndex | None = None) -> None:
         if not samplers:
             raise ConfigError("data.sources is empty")
         bad = {name: w for name, w in weights.items() if not w > 0}
         if bad or set(weights) != set(samplers):
             raise ConfigError(f"data.sources weights must be > 0 for every source, got {weights}")
         first = next(iter(samplers.values()))
-        super().__init__(first.index, first.batch_size, seed=first.seed, rank=first.rank, world_size=first.world_size,
+        index = index or ParallelIndex.concat([s.index for s in samplers.values()])
+        super().__init__(index, first.batch_size, seed=first.seed, rank=first.rank, world_size=first.world_size,
                          steps_per_epoch=steps_per_epoch or sum(s.steps_per_epoch for s in samplers.values()),
                          length_groups=length_groups)
         self.samplers, self.names = samplers, list(samplers)

@@ -20,9 +20,9 @@ import zipfile
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from mdr.config import instantiate
 from mdr.errors import ConfigError
 from mdr.model.encoder import Encoder
 
@@ -108,10 +108,10 @@ def read_checkpoint(ckpt: str, option: str = "ckpt") -> dict:
     return state
 
 
-def weights_mismatch(saved: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], optional: str = "") -> str | None:
+def weights_mismatch(saved: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], optional: tuple[str, ...] = ()) -> str | None:
     """How ``saved`` weights fail to fit ``expected`` ones (missing, unexpected, other shapes), or
-    None. Missing keys starting with ``optional`` (when given) are allowed."""
-    missing = [k for k in expected if k not in saved and not (optional and k.startswith(optional))]
+    None. Missing keys starting with one of the ``optional`` prefixes are allowed."""
+    missing = [k for k in expected if k not in saved and not k.startswith(tuple(optional))]
     unexpected = [k for k in saved if k not in expected]
     shapes = [k for k in saved if k in expected and tuple(saved[k].shape) != tuple(expected[k].shape)]
     if not (missing or unexpected or shapes):
@@ -128,9 +128,7 @@ def load_checkpoint_encoder(ckpt: str, model_config: dict | None = None, state: 
         raise ConfigError(f"{ckpt} has no model config (written by an older version); pass model=<the model it was trained with>")
     encoder: Encoder = instantiate(model_config)
     weights = {k[len("encoder."):]: v for k, v in state["state_dict"].items() if k.startswith("encoder.")}
-    # an unused pooler head is kept frozen; checkpoints of older versions have none
-    unused_pooler = "idle_pooler." if encoder.idle_pooler is not None else ""
-    problem = weights_mismatch(weights, encoder.state_dict(), optional=unused_pooler) if weights else "no encoder weights"
+    problem = weights_mismatch(weights, encoder.state_dict(), optional=encoder.optional_weights) if weights else "no encoder weights"
     if problem:
         raise ConfigError(
             f"checkpoint {ckpt} was trained from {state.get('encoder_name_or_path')!r} and does not fit model="

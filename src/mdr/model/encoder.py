@@ -5,6 +5,11 @@ Out: [N, dim] float embeddings, pooled (``cls``, ``mean`` or ``pooler``) and L2-
 
 ``Tokenization`` (tokenizer, prefixes, max lengths) is a separate picklable object so that
 DataLoader workers can tokenise without a copy of the model.
+
+What the rest of the project uses of an ``Encoder`` (its public surface): ``encode`` (evaluation,
+mining), ``forward`` on tokenised inputs (training), ``tokenization`` (handed to the data loaders),
+``pooling`` / ``normalize`` / ``dim`` / ``name_or_path``, ``optional_weights`` (state-dict keys a
+checkpoint may lack) and, for export, ``save_pretrained`` and ``sentence_transformers_modules``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokeniz
 from mdr.errors import ConfigError
 
 POOLINGS = ("cls", "mean", "pooler")
+# sentence-transformers' Pooling mode for each of ours ("pooler" is CLS followed by a Dense(tanh) layer)
+EXPORTED_POOLING = {"cls": "cls", "mean": "mean", "pooler": "cls"}
 
 
 @dataclass
@@ -159,6 +166,43 @@ class Encoder(nn.Module):
         self.tokenization = Tokenization(
             tokenizer, query_prefix, passage_prefix, query_max_length, passage_max_length, pad_to_multiple_of
         )
+
+    @property
+    def optional_weights(self) -> tuple[str, ...]:
+        """Prefixes of this encoder's state-dict keys that a checkpoint may lack: the unused pooler
+        head, which checkpoints of older versions dropped."""
+        return ("idle_pooler.",) if self.idle_pooler is not None else ()
+
+    def save_pretrained(self, folder: str) -> None:
+        """The transformer (with its pooler head, used or not, so that ``AutoModel`` loads it whole)
+        and the tokenizer, as a Hugging Face folder."""
+        with self.with_idle_pooler() as model:
+            model.save_pretrained(folder)
+        self.tokenization.tokenizer.save_pretrained(folder)
+
+    def sentence_transformers_modules(self, transformer_dir: str) -> list[nn.Module]:
+        """The sentence-transformers modules that embed as ``encode`` does, over the Hugging Face folder
+        ``transformer_dir`` written by ``save_pretrained``: the transformer (passage max length),
+        pooling (``pooler``: CLS and a Dense(tanh) holding the pooler's weights), normalisation."""
+        from sentence_transformers import models
+
+        if self.pooling not in EXPORTED_POOLING:
+            raise ConfigError(f"export: pooling {self.pooling!r} has no sentence-transformers counterpart "
+                              f"(known: {', '.join(EXPORTED_POOLING)}); add it to EXPORTED_POOLING in mdr/model/encoder.py")
+        modules = [models.Transformer(transformer_dir, max_seq_length=self.tokenization.passage_max_length),
+                   models.Pooling(self.dim, pooling_mode=EXPORTED_POOLING[self.pooling])]
+        if self.pooling == "pooler":
+            dense = models.Dense(self.dim, self.dim, activation_function=torch.nn.Tanh())
+            dense.linear.load_state_dict(self.model.pooler.dense.state_dict())
+            modules.append(dense)
+        if self.normalize:
+            modules.append(models.Normalize())
+        return modules
+
+    @property
+    def prompts(self) -> dict[str, str]:
+        """The query / passage prefixes, as sentence-transformers prompts."""
+        return {"query": self.tokenization.query_prefix, "passage": self.tokenization.passage_prefix}
 
     @contextlib.contextmanager
     def with_idle_pooler(self):

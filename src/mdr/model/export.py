@@ -15,43 +15,26 @@ from __future__ import annotations
 
 import os
 
-import torch
-
 from mdr.model.encoder import Encoder
 
 
 def write_sentence_transformers_folder(encoder: Encoder, model_config: dict, out: str, evaluation: str | None = None) -> str:
-    """Write ``out`` (see the module docstring); returns ``out``."""
-    from sentence_transformers import SentenceTransformer, models
+    """Write ``out`` (see the module docstring); returns ``out``. A pooling that sentence-transformers
+    cannot represent is one ConfigError, never a silent CLS."""
+    from sentence_transformers import SentenceTransformer
 
     hf_dir = os.path.join(out, "0_Transformer")
-    pooler = encoder.model.pooler if encoder.pooling == "pooler" else None
-    with encoder.with_idle_pooler() as model:
-        model.save_pretrained(hf_dir)
-    encoder.tokenization.tokenizer.save_pretrained(hf_dir)
-
-    tok = encoder.tokenization
-    transformer = models.Transformer(hf_dir, max_seq_length=tok.passage_max_length)
-    dim = encoder.dim
-    modules = [transformer, models.Pooling(dim, pooling_mode="mean" if encoder.pooling == "mean" else "cls")]
-    if pooler is not None:
-        dense = models.Dense(dim, dim, activation_function=torch.nn.Tanh())
-        dense.linear.load_state_dict(pooler.dense.state_dict())
-        modules.append(dense)
-    if encoder.normalize:
-        modules.append(models.Normalize())
-    st = SentenceTransformer(modules=modules, prompts={"query": tok.query_prefix, "passage": tok.passage_prefix})
+    encoder.save_pretrained(hf_dir)
+    st = SentenceTransformer(modules=encoder.sentence_transformers_modules(hf_dir), prompts=encoder.prompts)
     st.save(out)
-    # the plain Hugging Face view of the same weights at the top level as well
-    with encoder.with_idle_pooler() as model:
-        model.save_pretrained(out)
-    tok.tokenizer.save_pretrained(out)
+    encoder.save_pretrained(out)  # the plain Hugging Face view of the same weights at the top level as well
     with open(os.path.join(out, "README.md"), "w", encoding="utf-8") as fh:
-        fh.write(model_card(model_config, tok, evaluation))
+        fh.write(model_card(model_config, encoder, evaluation))
     return out
 
 
-def model_card(model_config: dict, tok, evaluation: str | None) -> str:
+def model_card(model_config: dict, encoder: Encoder, evaluation: str | None) -> str:
+    tok = encoder.tokenization
     base = model_config.get("name_or_path")
     lines = [
         "---",

@@ -219,6 +219,7 @@ class BiEncoderModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.drawn = Counter(checkpoint.get("sampling_counts", {}))
         # checkpoints of older versions dropped an unused pooler head: keep the one this model has
+        optional = tuple(f"encoder.{prefix}" for prefix in self.encoder.optional_weights)
         for key, value in self.state_dict().items():
-            if key.startswith("encoder.idle_pooler."):
+            if optional and key.startswith(optional):
                 checkpoint["state_dict"].setdefault(key, value)
