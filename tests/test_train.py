@@ -81,6 +81,7 @@ def test_evaluate_a_trained_checkpoint_and_reject_another_model(corpus, tmp_path
         ("data.num_hard_negatives=2", r"have no 'negatives'"),
         ("model.pooling=max", r"model\.pooling must be one of"),
         ("loss.temperature=0", r"loss\.temperature must be > 0"),
+        ("loss.in_batch_positives=false", r"Eq\. 1\) needs hard negatives: set data\.num_hard_negatives >= 1"),
         ("optim.grad_cache_chunk_size=4 trainer.accumulate_grad_batches=2", r"replaces trainer\.accumulate_grad_batches"),
         ("optim.grad_cache_chunk_size=0", r"optim\.grad_cache_chunk_size must be a positive integer"),
     ],
@@ -157,6 +158,11 @@ def test_hard_negatives_reach_the_loss(corpus, tmp_path, monkeypatch):
     results = train(compose_train(base_overrides(corpus) + [f"data.files={train_file}", "data.num_hard_negatives=2",
                                                            "trainer.fast_dev_run=1"]))
     check_results(results)
+    # the paper's Eq. 1 (own positive + hard negatives, temperature 1), with a validation loss
+    eq1 = train(compose_train(base_overrides(corpus) + [f"data.files={train_file}", "data.num_hard_negatives=1",
+                                                       "loss.in_batch_positives=false", "loss.temperature=1", "data.val_split=0.2",
+                                                       "trainer.fast_dev_run=1"]))
+    check_results(eq1)
 
 
 def test_ddp_two_cpu_ranks_plain_and_with_grad_cache(corpus, tmp_path):

@@ -57,11 +57,16 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     encoder: Encoder = instantiate(cfg.model)
     datamodule = instantiate(cfg.data)(sampler=instantiate(cfg.sampler), tokenization=encoder.tokenization, seed=cfg.seed)
     datamodule.build_sampler(0, int(cfg.trainer.get("num_nodes", 1) or 1) * _devices(cfg))  # fail fast on bad options
+    if not cfg.loss.get("in_batch_positives", True) and not cfg.data.get("num_hard_negatives"):
+        raise ConfigError("loss.in_batch_positives=false (the paper's Eq. 1) needs hard negatives: set data.num_hard_negatives >= 1")
     module_options, trainer_overrides = training_options(OmegaConf.to_container(cfg.optim, resolve=True),
                                                          OmegaConf.to_container(cfg.trainer, resolve=True))
     choices = run_choices(cfg)
+    # the seen / unseen split: declared (eval.training_languages), else the training data's languages;
+    # stored in checkpoints so that evaluate.py ckpt=... splits alike
+    training_languages = list(cfg.eval.training_languages or datamodule.training_languages)
     module = BiEncoderModule(encoder, instantiate(cfg.loss), seed=cfg.seed, model_config=OmegaConf.to_container(cfg.model, resolve=True),
-                             run_info={"training_languages": datamodule.training_languages, "choices": choices}, **module_options)
+                             run_info={"training_languages": training_languages, "choices": choices}, **module_options)
 
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     ckpt_dir = os.path.dirname(train_results_path(out))
@@ -69,7 +74,7 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     selection = build_selection(OmegaConf.to_container(cfg.val, resolve=True), datamodule.has_validation, ckpt_dir,
                                 accumulate, list(cfg.eval.sets))
     eval_cb = RetrievalEvalCallback(
-        build_evaluator(cfg.eval, datamodule.training_languages),
+        build_evaluator(cfg.eval, training_languages),
         results_path=str(train_results_path(out)),
         every_n_steps=cfg.eval.every_n_steps,
         extra={"overrides": overrides, "choices": choices, "model": cfg.model.name_or_path},
