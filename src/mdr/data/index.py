@@ -1,8 +1,9 @@
 """The (example x language) index of a parallel corpus: what the samplers draw from.
 
 In:  a corpus ``datasets.Dataset`` in the long format of ``mdr.formats.parallel``.
-Out: ``ParallelIndex``: per example and language the corpus row (or -1) and the text lengths,
-     plus the counts n_X and n_XY that the samplers' language distributions are built from.
+Out: ``ParallelIndex``: per example and language the corpus row (or -1), the text lengths and the
+     number of hard negatives, plus the counts n_X and n_XY that the samplers' language
+     distributions are built from.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ class ParallelIndex:
 
     ``rows[e, l]`` is the corpus row of example ``e`` in language ``languages[l]``, or -1;
     ``query_chars[e, l]`` and ``passage_chars[e, l]`` the character lengths of its query and positive
-    passage there (for samplers that group batches by length; None when built by hand). Built from
-    the ``id`` and ``lang`` columns and the text lengths only, so it stays small for large corpora.
+    passage there (for samplers that group batches by length; None when built by hand);
+    ``negatives[e, l]`` its number of hard negatives there (what a run records of its data). Built
+    from the ``id`` and ``lang`` columns and lengths only, so it stays small for large corpora.
     """
 
     languages: list[str]
@@ -33,6 +35,7 @@ class ParallelIndex:
     rows: np.ndarray
     query_chars: np.ndarray | None = None
     passage_chars: np.ndarray | None = None
+    negatives: np.ndarray | None = None
 
     @classmethod
     def from_dataset(cls, ds: datasets.Dataset) -> ParallelIndex:
@@ -40,17 +43,21 @@ class ParallelIndex:
         table = full.select(["id", "lang"])
         for column in ("query", "positive"):
             table = table.append_column(f"{column}_chars", pc.utf8_length(full.column(column)))
+        if "negatives" in full.column_names:
+            table = table.append_column("negatives_count", pc.fill_null(pc.list_value_length(full.column("negatives")), 0))
         if ds._indices is not None:  # a .select()/.filter() view: follow its row mapping
             table = table.take(ds._indices.column(0))
         ex_codes, example_ids = pd.factorize(table.column("id").to_numpy(zero_copy_only=False))
         lang_codes, languages = pd.factorize(table.column("lang").to_numpy(zero_copy_only=False), sort=True)
         rows = np.full((len(example_ids), len(languages)), -1, dtype=np.int64)
         rows[ex_codes, lang_codes] = np.arange(len(ex_codes))
-        chars = {}
-        for column in ("query", "positive"):
-            chars[column] = np.zeros(rows.shape, dtype=np.int32)
-            chars[column][ex_codes, lang_codes] = table.column(f"{column}_chars").to_numpy()
-        return cls(list(languages), np.asarray(example_ids), rows, chars["query"], chars["positive"])
+        counts = {}
+        for column in ("query_chars", "positive_chars", "negatives_count"):
+            counts[column] = np.zeros(rows.shape, dtype=np.int32)
+            if column in table.column_names:
+                counts[column][ex_codes, lang_codes] = table.column(column).to_numpy()
+        return cls(list(languages), np.asarray(example_ids), rows, counts["query_chars"], counts["positive_chars"],
+                   counts["negatives_count"])
 
     @cached_property
     def available(self) -> np.ndarray:
@@ -61,6 +68,12 @@ class ParallelIndex:
     def counts(self) -> dict[str, int]:
         """n_X: examples available in each language."""
         return dict(zip(self.languages, self.available.sum(0).tolist()))
+
+    def negatives_per_language(self) -> dict[str, int]:
+        """Hard negatives stored per language (for mMARCO: its training triples kept)."""
+        if self.negatives is None:
+            return {}
+        return dict(zip(self.languages, self.negatives.sum(0, dtype=np.int64).tolist()))
 
     def lang_id(self, lang: str) -> int:
         try:
