@@ -85,7 +85,9 @@ def test_the_sweep_summary_prints_the_published_rows(tmp_path, capsys):
 def test_experiment_paper_splits_seen_and_unseen_as_the_paper(experiment):
     """The paper trained on th and tr through its translated QA sets (not in our data): only el and vi
     are zero-shot on XQuAD-R, and only vi on MLQA-R, whatever languages this run's data have."""
-    declared = compose_train([f"experiment={experiment}"]).eval.training_languages
+    cfg = compose_train([f"experiment={experiment}"])
+    declared = cfg.eval.training_languages
+    assert (cfg.data.files.triples_per_query, cfg.data.hard_negatives) == (16, "drawn")  # docs/reproducing.md: the volume
     assert seen_unseen({}, XQUAD_R_LANGUAGES, declared)["unseen_languages"] == ["el", "vi"]
     assert seen_unseen({}, ["ar", "de", "en", "es", "hi", "vi", "zh"], declared)["unseen_languages"] == ["vi"]
     setup = reference()["setup"]
