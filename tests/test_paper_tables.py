@@ -12,7 +12,7 @@ from scipy import stats
 from mdr.comparison import read_jobs
 from mdr.errors import ConfigError
 from mdr.formats.results import write_results
-from mdr.paper_tables import main, paper_tables
+from mdr.paper_tables import describe_groups, main, paper_tables
 from mdr.reference.published import published_column
 
 XQUAD = ["ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh"]
@@ -33,6 +33,7 @@ def results_like_the_paper(family: str, batching: str, seed: int, drop: str | No
         _, column = published_column("xquad_r", family, metric, batching)
         scale = 100 if metric == "rank_distance" else 1
         xquad[f"{metric}_per_lang"] = {lang: column[lang] + scale * offset(seed) for lang in XQUAD if lang != drop}
+    xquad["languages"] = [lang for lang in XQUAD if lang != drop]
     miracl = {}
     for metric in ("ndcg_at_10", "recall_at_100"):
         _, column = published_column("miracl", family, metric, batching)
@@ -125,16 +126,23 @@ def test_tables_1_and_2_are_the_means_over_the_papers_languages(sweep):
     assert "MLQA-R was not evaluated" in by_title(tables, "Table 2").note
 
 
-def test_a_run_missing_a_language_gets_no_mean_and_stand_ins_need_a_family(tmp_path):
-    write_job(tmp_path, 0, ["sampler=xx"], "minilm", "xx", results_like_the_paper("LaBSE", "xx", 1, drop="th"))
+def test_runs_over_other_languages_are_not_compared_and_stand_ins_need_a_family(tmp_path):
+    xx = results_like_the_paper("LaBSE", "xx", 1, drop="th")
+    del xx["miracl"]["ndcg_at_10_per_lang"]["sw"]
+    write_job(tmp_path, 0, ["sampler=xx"], "minilm", "xx", xx)
     write_job(tmp_path, 1, ["sampler=hybrid"], "minilm", "hybrid", results_like_the_paper("LaBSE", "hybrid", 1))
     jobs = read_jobs(tmp_path)
-    assert all(t.frame is None or (t.frame.filter(regex=r"^(X-X|hybrid|Mo|Cr|Mul|XQuAD-R|MIRACL)$") == "—").all().all()
+    assert all(t.frame is None or (t.frame.filter(regex=r"^(X-X|hybrid|Mo|Cr|Mul|XQuAD-R|MLQA-R)$") == "—").all().all()
                for t in paper_tables(jobs))  # MiniLM matches no published family
     tables = paper_tables(jobs, family="LaBSE")
     mono = by_title(tables, "Table 5: Evaluation of Fine-tuned LaBSE Model on XQuAD-R Dataset: Monolingual MAP").frame.set_index("language")
-    assert mono.loc["th", "X-X"] == "—" and mono.loc["Mean", "X-X"] == "—" and mono.loc["de", "X-X"] != "—"
-    assert mono.loc["Mean", "hybrid"] != "—"
+    # 10 of the 11 languages: other pools, so no XQuAD-R cell of that run compares; the hybrid run's do
+    assert (mono["X-X"] == "—").all() and (mono["hybrid"] != "—").all()
+    # MIRACL's languages are evaluated each on its own: the others compare, the Mean and Median do not
+    ndcg = by_title(tables, "Table 13: Evaluation of Fine-tuned LaBSE Model on MIRACL Dev Dataset: nDCG@10").frame.set_index("language")
+    assert ndcg.loc["sw", "X-X"] == ndcg.loc["Mean", "X-X"] == ndcg.loc["Median", "X-X"] == "—" and ndcg.loc["bn", "X-X"] != "—"
+    assert "LaBSE / X-X: runs `sampler=xx`, 1 seed(s), model minilm, standing in for LaBSE; not compared (other pools): " \
+        "XQuAD-R over 10 of the paper's 11 languages" in describe_groups(jobs, "LaBSE")
     with pytest.raises(ConfigError, match="--family must be one of"):
         paper_tables(jobs, family="MiniLM")
     write_job(tmp_path, 2, ["sampler=xx", "optim.lr=1e-5"], "setu4993/LaBSE", "xx", results_like_the_paper("LaBSE", "xx", 2))

@@ -10,10 +10,11 @@ Out: ``paper_tables``: one ``PaperTable`` per printed table (and block), a DataF
 
 Ours is the mean over a group's seeds, with its 95 % Student-t interval when the group has several
 (``mdr.stats.seed_interval``). A language's value is the run's ``<metric>_per_lang`` entry; the Mean
-(and MIRACL's Median) row is each run's mean (median) over the paper's languages of that table, so it
-is comparable only when the run evaluated all of them; Tables 1 and 2 are those Means. A benchmark the
-sweep did not evaluate, a model family it did not train, or a language missing from a run prints as
-such, never as a number.
+(and MIRACL's Median) row is each run's mean (median) over the paper's languages of that table;
+Tables 1 and 2 are those Means. On XQuAD-R and MLQA-R a run is compared only if it evaluated exactly
+the paper's languages (other languages make other pools); on MIRACL each language on its own, the
+Mean and Median when all 15 are there. A benchmark the sweep did not evaluate, a model family it did
+not train, or a run not compared prints as such, never as a number.
 
     python -m mdr.paper_tables <sweep dir>                  # Markdown on stdout
     python -m mdr.paper_tables <sweep dir> --family LaBSE   # runs of other models stand in for LaBSE
@@ -82,9 +83,19 @@ def _languages(eval_set: str) -> list[str]:
     return [row for row in table["blocks"][0]["rows"] if row not in SUMMARY_ROWS]
 
 
+def _same_pools(result: dict, eval_set: str) -> bool:
+    """XQuAD-R / MLQA-R: the run evaluated exactly the paper's languages, so that every language's
+    cross-lingual pools, multilingual pool and rank distances are the paper's. (MIRACL's languages are
+    evaluated each on its own corpus: any subset compares.)"""
+    return eval_set == "miracl" or sorted(result.get("languages") or []) == sorted(_languages(eval_set))
+
+
 def _job_value(record: dict, eval_set: str, metric: str, row: str) -> float | None:
     """One run's value of a table cell: a language's, or the mean / median over the paper's languages."""
-    per_lang = record["results"].get(eval_set, {}).get(f"{metric}_per_lang") or {}
+    result = record["results"].get(eval_set, {})
+    if not _same_pools(result, eval_set):
+        return None
+    per_lang = result.get(f"{metric}_per_lang") or {}
     if row not in SUMMARY_ROWS:
         value = per_lang.get(row)
         return float(value) if isinstance(value, (int, float)) else None
@@ -194,7 +205,11 @@ def describe_groups(jobs, family: str | None = None) -> str:
     for (fam, batching), group in found.items():
         model = group.jobs[0].record.get("model")
         stand_in = "" if model_family(model) == fam else f", standing in for {fam}"
-        lines.append(f"- {fam} / {BATCHING[batching]}: runs `{group.key}`, {len(group.jobs)} seed(s), model {model}{stand_in}")
+        other = sorted({f"{BENCHMARKS.get(name, name)} over {len(result.get('languages') or [])} of the paper's "
+                        f"{len(_languages(name))} languages" for job in group.jobs for name, result in job.record["results"].items()
+                        if name in ("xquad_r", "mlqa_r") and not _same_pools(result, name)})
+        lines.append(f"- {fam} / {BATCHING[batching]}: runs `{group.key}`, {len(group.jobs)} seed(s), model {model}{stand_in}"
+                     + (f"; not compared (other pools): {', '.join(other)}" if other else ""))
     return "\n".join(lines)
 
 
