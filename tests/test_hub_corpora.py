@@ -34,7 +34,7 @@ LANGS = MMARCO_LANGS
 def test_mmarco_builds_parallel_examples_with_hard_negatives_and_caches(tmp_path):
     path = write_mmarco(tmp_path / "mmarco")
     cache = str(tmp_path / "built")
-    [out] = build_mmarco(LANGS, path=str(path), max_queries=20, num_negatives=2, cache_dir=cache)
+    [out] = build_mmarco(LANGS, path=str(path), max_queries=20, triples_per_query=2, cache_dir=cache)
     ds = load_parallel_corpus(out, cache_dir=str(tmp_path / "arrow"))
     index = ParallelIndex.from_dataset(ds)
     assert dict(zip(index.languages, index.available.sum(0).tolist())) == {"de": 19, "en": 20, "ru": 20}  # query 7 lacks German
@@ -47,9 +47,74 @@ def test_mmarco_builds_parallel_examples_with_hard_negatives_and_caches(tmp_path
 
     mtime = os.path.getmtime(out)
     t0 = time.perf_counter()
-    assert build_mmarco(LANGS, path=str(path), max_queries=20, num_negatives=2, cache_dir=cache) == [out]
+    assert build_mmarco(LANGS, path=str(path), max_queries=20, triples_per_query=2, cache_dir=cache) == [out]
     assert os.path.getmtime(out) == mtime and time.perf_counter() - t0 < 5  # reused, not rebuilt
-    assert build_mmarco(LANGS, path=str(path), max_queries=10, num_negatives=2, cache_dir=cache) != [out]
+    assert build_mmarco(LANGS, path=str(path), max_queries=10, triples_per_query=2, cache_dir=cache) != [out]
+
+
+def fixture_triples(path) -> dict[str, list[str]]:
+    """qid -> negative pids of its triples, in file order (read here independently of the builder)."""
+    out: dict[str, list[str]] = {}
+    for line in open(path / "data" / "triples.train.ids.small.tsv"):
+        qid, _, neg = line.split()
+        out.setdefault(qid, []).append(neg)
+    return out
+
+
+@pytest.mark.parametrize("triples_per_query", [1, 2, None])  # the first, a number, all (the fixture has 3 a query)
+def test_mmarco_keeps_the_first_n_triples_of_each_query_in_one_example(tmp_path, triples_per_query):
+    path = write_mmarco(tmp_path / "mmarco")
+    [out] = build_mmarco(LANGS, path=str(path), max_queries=None, triples_per_query=triples_per_query,
+                         cache_dir=str(tmp_path / "built"))
+    ds = load_parallel_corpus(out, cache_dir=str(tmp_path / "arrow"))
+    passages = dict(line.rstrip("\n").split("\t", 1) for line in open(path / collection_file("en")))
+    triples = fixture_triples(path)
+    assert all(len(negs) == 3 for negs in triples.values())
+    expected = {qid: list(dict.fromkeys(negs[:triples_per_query])) for qid, negs in triples.items()}  # distinct, in order
+    en = {r["id"]: r for r in ds if r["lang"] == "en"}
+    assert set(en) == set(triples)  # one example per query, whatever the number of triples
+    for qid, negs in expected.items():
+        assert en[qid]["negatives"] == [passages[pid] for pid in negs]
+    index = ParallelIndex.from_dataset(ds)
+    kept = sum(len(negs) for negs in expected.values())
+    assert index.negatives_per_language() == {"de": kept - len(expected["7"]), "en": kept, "ru": kept}  # query 7 lacks German
+    with pytest.raises(ConfigError, match=r"data\.files\.triples_per_query must be"):
+        build_mmarco(LANGS, path=str(path), triples_per_query=0)
+
+
+def test_drawn_hard_negatives_differ_per_use_and_repeat_per_key(tmp_path):
+    """data.hard_negatives=drawn: each use of an example takes other negatives, chosen by the batch's
+    (seed, epoch, step, rank), so the same key draws the same; "first" always takes the first k."""
+    from mdr.data.batch_sampler import DrawnBatch
+    from mdr.data.loader import ParallelPairs
+
+    rows = make_rows(6, ["en"], seed=2, negatives=5)
+    ds = load_parallel_corpus(write_jsonl(tmp_path / "n.jsonl", rows), cache_dir=str(tmp_path / "arrow"))
+
+    def fetch(mode, key, k=2):
+        batch = DrawnBatch([(0, 0), (3, 3)], "xx")
+        batch.draw_key = key
+        return ParallelPairs(ds, k, mode).__getitems__(batch)["passage"][2:]
+
+    assert all(fetch("first", (0, 0, step, 0)) == ds[0]["negatives"][:2] + ds[3]["negatives"][:2] for step in range(5))
+    drawn = [fetch("drawn", (0, 0, step, 0)) for step in range(40)]
+    assert fetch("drawn", (0, 0, 7, 0)) == drawn[7]  # deterministic per key
+    used = {n for batch in drawn for n in batch[:2]}
+    assert used == set(ds[0]["negatives"])  # over 40 uses every negative of example 0 comes up
+    assert all(len(set(batch[:2])) == 2 and set(batch[:2]) <= set(ds[0]["negatives"]) for batch in drawn)  # k distinct, its own
+    assert fetch("drawn", (0, 0, 1, 0), k=7)[:7] == [fetch("drawn", (0, 0, 1, 0), k=5)[i % 5] for i in range(7)]  # cycled
+    with pytest.raises(ConfigError, match="data.hard_negatives must be one of"):
+        ParallelPairs(ds, 1, "random")
+
+
+def test_the_sampler_keys_each_batch_by_seed_epoch_step_and_rank_also_after_a_resume():
+    a, _ = two_source_index()
+    sampler = XXSampler(a, 4, seed=3, rank=1, world_size=2, steps_per_epoch=6)
+    sampler.set_epoch(2)
+    assert [b.draw_key for b in sampler] == [(3, 2, step, 1) for step in range(6)]
+    resumed = XXSampler(a, 4, seed=3, rank=1, world_size=2, steps_per_epoch=6)
+    resumed.load_state_dict(sampler.state_dict(consumed=4))
+    assert [b.draw_key for b in resumed] == [(3, 2, 4, 1), (3, 2, 5, 1)]
 
 
 def test_mmarco_bad_inputs(tmp_path, monkeypatch):
@@ -151,6 +216,33 @@ def test_mixture_length_groups_keep_each_batchs_language_pairs_when_sources_have
         checked += batches[0].source_name == "three"
     assert checked >= 3
     assert mix.index.languages == ["ar", "de", "en"] and len(mix.index.example_ids) == 100  # one language list
+
+
+def test_mixture_weights_proportional_to_source_size(tmp_path):
+    """data.source_weighting=size: each batch's source drawn with p ∝ its rows (examples x
+    languages), as the paper samples its datasets by size; recorded in the data record."""
+    from functools import partial
+
+    from mdr.data.datamodule import ParallelDataModule
+
+    big = write_jsonl(tmp_path / "big.jsonl", make_rows(60, ["de", "en", "ru"], seed=1))  # 180 rows
+    small = write_jsonl(tmp_path / "small.jsonl", make_rows(30, ["de", "en"], seed=2))  # 60 rows
+    sources = {"big": {"files": str(big), "weight": 1.0}, "small": {"files": str(small), "weight": 1.0}}
+    dm = ParallelDataModule(None, partial(XXSampler), tokenization=None, batch_size=4, sources=sources,
+                            cache_dir=str(tmp_path / "arrow"), source_weighting="size")
+    mix = dm.build_sampler()
+    assert dict(zip(mix.names, mix.probs)) == pytest.approx({"big": 0.75, "small": 0.25})
+    drawn = [mix.batch_at(0, step).source_name for step in range(2000)]
+    assert np.mean([name == "big" for name in drawn]) == pytest.approx(0.75, abs=0.03)  # sd 0.0097
+    record = dm.data_record(mix)
+    assert {n: (s["rows"], s["examples"], s["share_of_batches"]) for n, s in record["sources"].items()} == {
+        "big": (180, 60, pytest.approx(0.75)), "small": (60, 30, pytest.approx(0.25))}
+    assert record["rows_per_language"] == {"de": 90, "en": 90, "ru": 60}
+    fixed = ParallelDataModule(None, partial(XXSampler), tokenization=None, batch_size=4, sources=sources,
+                               cache_dir=str(tmp_path / "arrow"))
+    assert fixed.build_sampler().probs == pytest.approx([0.5, 0.5])
+    with pytest.raises(ConfigError, match="data.source_weighting must be one of"):
+        ParallelDataModule(None, partial(XXSampler), tokenization=None, sources=sources, source_weighting="rows")
 
 
 def mixture_overrides(tmp_path) -> list[str]:

@@ -81,6 +81,7 @@ def test_evaluate_a_trained_checkpoint_and_reject_another_model(corpus, tmp_path
         ("data.num_hard_negatives=2", r"have no 'negatives'"),
         ("model.pooling=max", r"model\.pooling must be one of"),
         ("loss.temperature=0", r"loss\.temperature must be > 0"),
+        ("loss.in_batch_positives=false", r"Eq\. 1\) needs hard negatives: set data\.num_hard_negatives >= 1"),
         ("optim.grad_cache_chunk_size=4 trainer.accumulate_grad_batches=2", r"replaces trainer\.accumulate_grad_batches"),
         ("optim.grad_cache_chunk_size=0", r"optim\.grad_cache_chunk_size must be a positive integer"),
     ],
@@ -157,6 +158,11 @@ def test_hard_negatives_reach_the_loss(corpus, tmp_path, monkeypatch):
     results = train(compose_train(base_overrides(corpus) + [f"data.files={train_file}", "data.num_hard_negatives=2",
                                                            "trainer.fast_dev_run=1"]))
     check_results(results)
+    # the paper's Eq. 1 (own positive + hard negatives, temperature 1), with a validation loss
+    eq1 = train(compose_train(base_overrides(corpus) + [f"data.files={train_file}", "data.num_hard_negatives=1",
+                                                       "loss.in_batch_positives=false", "loss.temperature=1", "data.val_split=0.2",
+                                                       "trainer.fast_dev_run=1"]))
+    check_results(eq1)
 
 
 def test_ddp_two_cpu_ranks_plain_and_with_grad_cache(corpus, tmp_path):
@@ -220,3 +226,27 @@ def test_a_failing_job_does_not_stop_the_sweep_and_the_summary_names_it(corpus, 
     failed_row = [line for line in table.splitlines() if "failed" in line][0]
     assert "sampler.alpha=1.5" in failed_row and "sampler.alpha must be in [0, 1]" in failed_row
     assert (sweep_dir / "0" / "failed.txt").exists() and (sweep_dir / "1" / "checkpoints" / "results.json").exists()
+
+
+def test_results_and_logger_record_the_data_trained_on(corpus, tmp_path, monkeypatch):
+    """results.json and the logger's config say what the run trained on (cf. the paper's Tables 9-11):
+    examples and rows per language from the corpus, the epoch, and the steps and epochs trained."""
+    import yaml
+
+    from mdr.formats.parallel import load_parallel_corpus
+
+    monkeypatch.chdir(tmp_path)
+    train(compose_train(base_overrides(corpus) + ["trainer.max_steps=3", "logger=csv", "data.val_split=0.25"]))
+    record = json.loads((tmp_path / "checkpoints" / "results.json").read_text())["data"]
+    rows = load_parallel_corpus(corpus["train"], cache_dir=str(tmp_path / "arrow")).to_pandas()
+    per_lang = rows.groupby("lang").size().to_dict()
+    source = record["sources"]["corpus"]
+    held_out = record["validation"]["examples"]  # data.val_split: a quarter of the ids, in every language
+    assert 0 < held_out < rows["id"].nunique() and source["examples"] + held_out == rows["id"].nunique()
+    assert sum(source["rows_per_language"].values()) + sum(record["validation"]["rows_per_language"].values()) == len(rows)
+    assert set(source["rows_per_language"]) == set(per_lang) and source["rows_per_language"]["ar"] < source["rows_per_language"]["en"]
+    assert record["steps_per_epoch"] == source["rows"] // 8 and record["global_batch_size"] == 8
+    assert (record["trained_steps"], record["trained_epochs"]) == (3, round(3 / record["steps_per_epoch"], 4))
+    [hparams] = tmp_path.glob("csv/version_*/hparams.yaml")
+    logged = yaml.safe_load(hparams.read_text())["training_data"]
+    assert logged["sources"]["corpus"]["rows_per_language"] == source["rows_per_language"]

@@ -57,12 +57,20 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     out = output_dir()
     encoder: Encoder = instantiate(cfg.model)
     datamodule = instantiate(cfg.data)(sampler=instantiate(cfg.sampler), tokenization=encoder.tokenization, seed=cfg.seed)
-    datamodule.build_sampler(0, int(cfg.trainer.get("num_nodes", 1) or 1) * _devices(cfg))  # fail fast on bad options
+    sampler = datamodule.build_sampler(0, int(cfg.trainer.get("num_nodes", 1) or 1) * _devices(cfg))  # fail fast on bad options
+    data_record = {**datamodule.data_record(sampler), "max_epochs": cfg.trainer.get("max_epochs"),
+                   "max_steps": cfg.trainer.get("max_steps")}
+    log.info("training data: %s", _data_summary(data_record))
+    if not cfg.loss.get("in_batch_positives", True) and not cfg.data.get("num_hard_negatives"):
+        raise ConfigError("loss.in_batch_positives=false (the paper's Eq. 1) needs hard negatives: set data.num_hard_negatives >= 1")
     module_options, trainer_overrides = training_options(OmegaConf.to_container(cfg.optim, resolve=True),
                                                          OmegaConf.to_container(cfg.trainer, resolve=True))
     choices = run_choices(cfg)
+    # the seen / unseen split: declared (eval.training_languages), else the training data's languages;
+    # stored in checkpoints so that evaluate.py ckpt=... splits alike
+    training_languages = list(cfg.eval.training_languages or datamodule.training_languages)
     module = BiEncoderModule(encoder, instantiate(cfg.loss), seed=cfg.seed, model_config=OmegaConf.to_container(cfg.model, resolve=True),
-                             run_info={"training_languages": datamodule.training_languages, "choices": choices}, **module_options)
+                             run_info={"training_languages": training_languages, "choices": choices}, **module_options)
 
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     ckpt_dir = os.path.dirname(train_results_path(out))
@@ -70,17 +78,17 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     selection = build_selection(OmegaConf.to_container(cfg.val, resolve=True), datamodule.has_validation, ckpt_dir,
                                 accumulate, list(cfg.eval.sets))
     eval_cb = RetrievalEvalCallback(
-        build_evaluator(cfg.eval, datamodule.training_languages),
+        build_evaluator(cfg.eval, training_languages),
         results_path=str(train_results_path(out)),
         every_n_steps=cfg.eval.every_n_steps,
-        extra={"overrides": overrides, "choices": choices, "model": cfg.model.name_or_path},
+        extra={"overrides": overrides, "choices": choices, "model": cfg.model.name_or_path, "data": data_record},
         best=selection.best if selection else None,
         early_stopping=selection.early_stopping if selection else None,
     )
     ckpt_path = resume_checkpoint(cfg.ckpt_path)
     if ckpt_path and os.path.isfile(ckpt_path):
         check_resumable(ckpt_path, module)
-    loggers = build_loggers(cfg, out, choices, overrides)
+    loggers = build_loggers(cfg, out, choices, overrides, data_record=data_record)
     callbacks = [instantiate(cfg.checkpoint, dirpath=ckpt_dir), eval_cb, *(selection.callbacks if selection else [])]
     callbacks += [LearningRateMonitor(logging_interval="step")] if loggers else []
     trainer_overrides.update(selection.trainer_overrides if selection else {})
@@ -96,6 +104,17 @@ def train(cfg: DictConfig) -> dict[str, dict]:
         print("\n" + results_report(eval_cb.results, cfg.model.name_or_path, choices.get("sampler")))
         print(f"\nresults: {eval_cb.results_path}")
     return eval_cb.results or {}
+
+
+def _data_summary(record: dict) -> str:
+    """One line: examples and rows per source, hard negatives, the epoch."""
+    parts = []
+    for name, source in record["sources"].items():
+        negatives = sum(source["hard_negatives_per_language"].values())
+        parts.append(f"{name}: {source['examples']} examples, {source['rows']} rows in {len(source['rows_per_language'])} languages"
+                     + (f", {negatives} hard negatives" if negatives else "")
+                     + (f", {source['share_of_batches']:.1%} of batches" if "share_of_batches" in source else ""))
+    return "; ".join(parts) + f"; {record['steps_per_epoch']} steps of {record['global_batch_size']} per epoch"
 
 
 SAMPLER_TARGETS = {"XXSampler": "xx", "XYSampler": "xy", "HybridSampler": "hybrid", "MixedSampler": "mixed"}

@@ -53,6 +53,7 @@ class DrawnBatch(list):
         super().__init__(pairs)
         self.kind = kind
         self.source = source
+        self.draw_key: tuple[int, ...] | None = None  # (seed, epoch, step, rank): seeds per-use choices (hard negatives)
 
 
 @dataclass
@@ -203,7 +204,9 @@ class ParallelBatchSampler(Sampler[DrawnBatch]):
     def __iter__(self) -> Iterator[DrawnBatch]:
         start, self._start_step = self._start_step, 0
         for step in range(start, self.steps_per_epoch):
-            yield self.batch_at(self.epoch, step).pairs(self.index, self.rank, self.batch_size)
+            batch = self.batch_at(self.epoch, step).pairs(self.index, self.rank, self.batch_size)
+            batch.draw_key = (self.seed, self.epoch, step, self.rank)
+            yield batch
 
     def __len__(self) -> int:
         # the full epoch even when resuming: Lightning counts the skipped batches as already done

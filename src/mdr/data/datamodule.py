@@ -21,11 +21,14 @@ from torch.utils.data import DataLoader
 
 from mdr.data.batch_sampler import ParallelBatchSampler
 from mdr.data.index import ParallelIndex
-from mdr.data.loader import Collator, ParallelPairs, ResumableDataLoader, Tokenize, quiet_tokenizers
+from mdr.data.loader import HARD_NEGATIVES, Collator, ParallelPairs, ResumableDataLoader, Tokenize, quiet_tokenizers
 from mdr.data.samplers import MixtureSampler
 from mdr.data.validation import fixed_batches, keep_languages, split_by_id
 from mdr.errors import ConfigError, DataError, require_number
 from mdr.formats.parallel import load_parallel_corpus
+
+
+SOURCE_WEIGHTING = ("weight", "size")
 
 
 class ParallelDataModule(L.LightningDataModule):
@@ -39,6 +42,9 @@ class ParallelDataModule(L.LightningDataModule):
         batch_size: per rank.
         languages: restrict the corpus to these languages.
         num_hard_negatives: hard negatives per example (needs a ``negatives`` field in the data).
+        hard_negatives: which of an example's negatives each use takes: ``first`` (its first k, every
+            time) or ``drawn`` (k at random per use, seeded by seed, epoch, step and rank); see
+            ``mdr.data.loader.ParallelPairs``.
         num_workers: DataLoader workers (tokenisation runs there).
         seed: sampler seed.
         sources: instead of ``files``, several corpora mixed with weights:
@@ -46,6 +52,8 @@ class ParallelDataModule(L.LightningDataModule):
             comes from one corpus, drawn with p ∝ weight, by that corpus's sampler (default: the
             ``sampler`` group's); see ``MixtureSampler``. The ``sampler`` group's
             ``steps_per_epoch`` and ``length_groups`` apply to the mixture as a whole.
+        source_weighting: ``weight`` (each source's ``weight``) or ``size``: p ∝ the rows (examples x
+            languages) each source's sampler draws from, the paper's sampling "based on dataset size".
         val_files, val_split, val_languages, val_batches, val_sampler: validation data (see
             ``mdr.data.validation``): files, or a held-out share of the training ids; the languages
             kept; how many fixed batches; how they are drawn (a sampler partial; default ``sampler``).
@@ -63,6 +71,8 @@ class ParallelDataModule(L.LightningDataModule):
         seed: int = 0,
         cache_dir: str | None = None,
         sources: dict[str, dict] | None = None,
+        hard_negatives: str = "first",
+        source_weighting: str = "weight",
         val_files: str | Sequence[str] | None = None,
         val_split: float = 0.0,
         val_languages: Sequence[str] | None = None,
@@ -79,6 +89,10 @@ class ParallelDataModule(L.LightningDataModule):
             raise ConfigError("set at most one of data.val_files and data.val_split")
         if val_split and sources:
             raise ConfigError("data.val_split holds out part of data.files; with data.sources give data.val_files")
+        if hard_negatives not in HARD_NEGATIVES:
+            raise ConfigError(f"data.hard_negatives must be one of {list(HARD_NEGATIVES)}, got {hard_negatives!r}")
+        if source_weighting not in SOURCE_WEIGHTING:
+            raise ConfigError(f"data.source_weighting must be one of {list(SOURCE_WEIGHTING)}, got {source_weighting!r}")
         self.files = files
         self.sources = dict(sources or {})
         self.source_index: dict[str, ParallelIndex] = {}
@@ -87,6 +101,8 @@ class ParallelDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.languages = list(languages) if languages else None
         self.num_hard_negatives = num_hard_negatives
+        self.hard_negatives = hard_negatives
+        self.source_weighting = source_weighting
         self.num_workers = num_workers
         self.seed = seed
         self.cache_dir = cache_dir
@@ -153,15 +169,18 @@ class ParallelDataModule(L.LightningDataModule):
                 raise ConfigError(f"data.sources.{name}: {e}") from None
         # the run's sampler options that shape the epoch and the length groups belong to the mixture
         options = getattr(self.sampler_factory, "keywords", {})
-        return MixtureSampler(samplers, {name: float(spec.get("weight", 1.0)) for name, spec in self.sources.items()},
-                              steps_per_epoch=options.get("steps_per_epoch"), length_groups=options.get("length_groups", 1),
-                              index=self.index)
+        if self.source_weighting == "size":  # p ∝ the rows each source's sampler draws from
+            weights = {name: float(s.index.available[:, s.lang_ids].sum()) for name, s in samplers.items()}
+        else:
+            weights = {name: float(spec.get("weight", 1.0)) for name, spec in self.sources.items()}
+        return MixtureSampler(samplers, weights, steps_per_epoch=options.get("steps_per_epoch"),
+                              length_groups=options.get("length_groups", 1), index=self.index)
 
     def train_dataloader(self) -> ResumableDataLoader:
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         self._loader = ResumableDataLoader(
-            ParallelPairs(self.corpus, self.num_hard_negatives),
+            ParallelPairs(self.corpus, self.num_hard_negatives, self.hard_negatives),
             batch_sampler=self.build_sampler(rank, world),
             collate_fn=Collator(self.tokenization),
             num_workers=self.num_workers,
@@ -178,6 +197,36 @@ class ParallelDataModule(L.LightningDataModule):
         """The languages of the training data (after ``languages``), sorted."""
         self.setup()
         return list(self.index.languages)
+
+    def data_record(self, sampler: ParallelBatchSampler) -> dict:
+        """What this run trains on, from the indexes' counts (cf. the paper's Tables 9-11): per source
+        its examples (ids), rows (example x language) in all and per language, hard negatives stored per
+        language (mMARCO: the training triples kept) and its share of the batches; the rows per
+        language over all sources; the batch and epoch; the validation data."""
+        shares = dict(zip(sampler.names, sampler.probs.tolist())) if isinstance(sampler, MixtureSampler) else {}
+        indexes = self.source_index or {"corpus": self.index}
+        sources = {}
+        for name, index in indexes.items():
+            sources[name] = {"examples": int(index.available.any(1).sum()), "rows": int(index.available.sum()),
+                             "rows_per_language": index.counts, "hard_negatives_per_language": index.negatives_per_language(),
+                             **({"share_of_batches": shares[name]} if name in shares else {})}
+        languages: dict[str, int] = {}
+        for source in sources.values():
+            for lang, n in source["rows_per_language"].items():
+                languages[lang] = languages.get(lang, 0) + n
+        record = {
+            "sources": sources,
+            "rows_per_language": dict(sorted(languages.items())),
+            "batch_size": self.batch_size,
+            "global_batch_size": sampler.global_batch,
+            "num_hard_negatives": self.num_hard_negatives,
+            "hard_negatives": self.hard_negatives,
+            "steps_per_epoch": sampler.steps_per_epoch,
+        }
+        if self.val_index is not None:
+            record["validation"] = {"examples": int(self.val_index.available.any(1).sum()),
+                                    "rows_per_language": self.val_index.counts, "batches": self.val_batches}
+        return record
 
     @property
     def has_validation(self) -> bool:

@@ -13,20 +13,35 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import datasets
+import numpy as np
 from torch.utils.data import DataLoader
 
 from mdr.data.batch_sampler import DrawnBatch, ParallelBatchSampler
+from mdr.errors import ConfigError
 
 # texts and "query" / "passage" -> padded model inputs (``mdr.model.encoder.Tokenization``)
 Tokenize = Callable[[Sequence[str], str], dict[str, Any]]
 
 
-class ParallelPairs:
-    """Map-style dataset over (query_row, passage_row) pairs; fetches a whole batch in one Arrow read."""
+HARD_NEGATIVES = ("first", "drawn")
 
-    def __init__(self, corpus: datasets.Dataset, num_hard_negatives: int = 0) -> None:
+
+class ParallelPairs:
+    """Map-style dataset over (query_row, passage_row) pairs; fetches a whole batch in one Arrow read.
+
+    ``num_hard_negatives`` k per example, from its ``negatives`` in the passage's language:
+    ``hard_negatives="first"`` takes the first k at every use; ``"drawn"`` draws k distinct ones at
+    random at each use, from ``np.random.default_rng(batch.draw_key)`` (seed, epoch, step, rank), so a
+    resumed run draws what the uninterrupted one did. Either way an example with fewer than k cycles
+    through them, so every rank's batch has the same shape.
+    """
+
+    def __init__(self, corpus: datasets.Dataset, num_hard_negatives: int = 0, hard_negatives: str = "first") -> None:
+        if hard_negatives not in HARD_NEGATIVES:
+            raise ConfigError(f"data.hard_negatives must be one of {list(HARD_NEGATIVES)}, got {hard_negatives!r}")
         self.corpus = corpus
         self.num_hard_negatives = num_hard_negatives
+        self.hard_negatives = hard_negatives
 
     def __getitems__(self, pairs: DrawnBatch | Sequence[tuple[int, int]]) -> dict[str, Any]:
         q_rows = [q for q, _ in pairs]
@@ -35,9 +50,12 @@ class ParallelPairs:
         p_cols = ["positive", "lang"] + (["negatives"] if self.num_hard_negatives else [])
         passages = self.corpus.select_columns(p_cols)[p_rows]
         negatives = []
+        key = getattr(pairs, "draw_key", None)
+        rng = np.random.default_rng(list(key)) if self.hard_negatives == "drawn" and key is not None else None
         for negs in passages.get("negatives", []):
-            # cycle when an example has fewer than k negatives, so every rank's batch has the same shape
-            negatives.extend(negs[i % len(negs)] for i in range(self.num_hard_negatives))
+            order = rng.permutation(len(negs)) if rng is not None else range(len(negs))
+            chosen = [negs[i] for i in order[: self.num_hard_negatives]]
+            negatives.extend(chosen[i % len(chosen)] for i in range(self.num_hard_negatives))
         return {
             "query": queries["query"],
             "passage": passages["positive"] + negatives,

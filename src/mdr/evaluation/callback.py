@@ -66,7 +66,9 @@ class RetrievalEvalCallback(L.Callback):
     Counted in optimizer steps: with gradient accumulation a step spans several batches and is
     evaluated once, after its update. The final evaluation reuses a periodic one made at the same step.
     ``best``: the ModelCheckpoint that keeps the selected checkpoint (its monitor, mode and best
-    path), ``early_stopping``: the EarlyStopping callback, if any.
+    path), ``early_stopping``: the EarlyStopping callback, if any. ``extra`` goes into
+    ``results.json`` as given; its ``data`` record (what the run trains on, with ``steps_per_epoch``)
+    gets the optimizer steps and the (fractional) epochs trained when the results are written.
     """
 
     def __init__(self, evaluator: RetrievalEvaluator, results_path: str, every_n_steps: int | None = None,
@@ -88,6 +90,11 @@ class RetrievalEvalCallback(L.Callback):
                 self.results = self.evaluator(pl_module.encoder)
                 log_results(trainer.loggers, self.results, step, os.path.dirname(self.results_path))
             payload = {"step": step, "final": final, **self.extra, "results": self.results}
+            if isinstance(payload.get("data"), dict):  # what was trained so far: steps and (fractional) epochs
+                batches = trainer.global_step * trainer.accumulate_grad_batches
+                per_epoch = payload["data"].get("steps_per_epoch")
+                payload["data"] = {**payload["data"], "trained_steps": trainer.global_step,
+                                   "trained_epochs": round(batches / per_epoch, 4) if per_epoch else None}
             if final and self.selected:
                 payload.update(step=self.selected["step"], trained_steps=trainer.global_step, selection=self.selected)
             self.results = write_results(self.results_path, payload)["results"]  # the per-query tables go beside it

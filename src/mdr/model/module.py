@@ -32,7 +32,7 @@ from mdr.model.optim import adamw
 class BiEncoderModule(L.LightningModule):
     """Args:
     encoder: the shared query/passage encoder.
-    loss: InfoNCE (temperature, learnable, symmetric).
+    loss: InfoNCE (temperature, learnable, symmetric, in-batch positives or the paper's Eq. 1).
     lr, weight_decay: AdamW.
     warmup_ratio: share of all optimizer steps spent in linear warm-up, then linear decay to 0.
     model_config: the resolved ``model`` config, stored in checkpoints to rebuild the encoder.
@@ -96,12 +96,21 @@ class BiEncoderModule(L.LightningModule):
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         torch.manual_seed(self.seed * 1_000_003 + self.global_step)
 
-    def _loss(self, q: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _loss(self, q: torch.Tensor, p: torch.Tensor, validation: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         rank = self.global_rank if self.trainer is not None else 0
         # every rank's block is [B positives, B*k negatives]; query i of this rank -> its positive
-        targets = torch.arange(len(q), device=q.device) + rank * p.shape[0]
+        block = p.shape[0]
+        targets = torch.arange(len(q), device=q.device) + rank * block
         q_all = self._gather(q) if self.loss.symmetric else None
-        return self.loss(q, self._gather(p), targets, q_all=q_all, q_offset=rank * len(q))
+        p_all = self._gather(p)
+        positives = None
+        if not self.loss.in_batch_positives:
+            positives = torch.arange(len(p_all), device=p.device) % block < len(q)
+            if validation and block == len(q):
+                # validation batches have no hard negatives (nor had the paper's SQuADShifts ones):
+                # Eq. 1 would be 0 there, so they are scored against every passage of the batch
+                positives = torch.zeros_like(positives)
+        return self.loss(q, p_all, targets, q_all=q_all, q_offset=rank * len(q), positives=positives)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         if self.automatic_optimization:
@@ -120,7 +129,7 @@ class BiEncoderModule(L.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         """In-batch InfoNCE on a fixed validation batch (dropout off), logged as ``val/loss``: the
         mean over the validation batches, the quantity model selection and early stopping watch."""
-        loss, accuracy = self._loss(self.encoder(**batch["query"]), self.encoder(**batch["passage"]))
+        loss, accuracy = self._loss(self.encoder(**batch["query"]), self.encoder(**batch["passage"]), validation=True)
         bs = len(batch["query_lang"])
         self.log("val/loss", loss, batch_size=bs, sync_dist=True)
         self.log("val/accuracy", accuracy, batch_size=bs, sync_dist=True)

@@ -1,4 +1,4 @@
-"""The hybrid-batching paper's published table, matched to this tool's runs.
+"""The hybrid-batching paper's published tables, matched to this tool's runs.
 
 In:  a run's model (``name_or_path``), its sampler choice, and per eval set the pairs (our metric,
      the paper's name for it) that the benchmark declares (``Metric.paper``, read by
@@ -7,6 +7,10 @@ Out: rows ``{run, eval set, metric, ours, published, difference}`` for every met
      reports for the same model family (LaBSE, XLM-R base), the same batching (xx, xy, hybrid) and
      the same benchmark (xquad_r, mlqa_r, miracl), labelled as published figures. Runs that match
      no published row (another model, sampler or benchmark) get none.
+
+``elmahdy2024.yaml`` holds Tables 1, 2 and the MIRACL means (the rows above);
+``elmahdy2024_tables.yaml`` the per-language Tables 3-8 and 12-13 (``per_language_tables``,
+``published_column``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from pathlib import Path
 import yaml
 
 REFERENCE_FILE = Path(__file__).with_name("elmahdy2024.yaml")
+TABLES_FILE = Path(__file__).with_name("elmahdy2024_tables.yaml")
+SUMMARY_ROWS = ("Mean", "Median")  # the rows of the per-language tables that are not a language
 MODEL_FAMILIES = {"LaBSE": ("labse",), "XLM-R": ("xlm-roberta-base", "xlmr-base", "xlm_roberta_base")}
 
 
@@ -24,6 +30,36 @@ MODEL_FAMILIES = {"LaBSE": ("labse",), "XLM-R": ("xlm-roberta-base", "xlmr-base"
 def reference() -> dict:
     """The stored paper data: citation, setup, MIRACL languages and the published rows."""
     return yaml.safe_load(REFERENCE_FILE.read_text(encoding="utf-8"))
+
+
+@cache
+def per_language_tables() -> dict:
+    """The stored Tables 3-8 and 12-13: ``batchings``, ``inconsistencies`` and ``tables`` (see the file)."""
+    return yaml.safe_load(TABLES_FILE.read_text(encoding="utf-8"))
+
+
+def table_columns(table: dict) -> list[tuple[dict, str, dict[str, float]]]:
+    """Every column of a stored table: (its block, batching, {row: value}), in the printed order;
+    the block gives the group's ``model`` and ``metric`` through ``groups``."""
+    batchings = per_language_tables()["batchings"]
+    out = []
+    for block in table["blocks"]:
+        for g, group in enumerate(block["groups"]):
+            for b, batching in enumerate(batchings):
+                column = {row: values[g * len(batchings) + b] for row, values in block["rows"].items()}
+                out.append(({**group, "table": table["table"], "eval_set": table["eval_set"]}, batching, column))
+    return out
+
+
+@cache
+def _columns() -> dict[tuple[str, str, str, str], tuple[int, dict[str, float]]]:
+    return {(group["eval_set"], group["model"], group["metric"], batching): (group["table"], column)
+            for table in per_language_tables()["tables"] for group, batching, column in table_columns(table)}
+
+
+def published_column(eval_set: str, family: str, metric: str, batching: str) -> tuple[int, dict[str, float]] | None:
+    """(table number, {language or Mean / Median: value}) of a published per-language column, or None."""
+    return _columns().get((eval_set, family, metric, batching))
 
 
 def paper_miracl_languages() -> list[str]:

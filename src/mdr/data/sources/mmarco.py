@@ -10,6 +10,13 @@ Out: the path of a long-format Parquet corpus (``mdr.formats.parallel``): one ro
      language) with the query, its positive passage and hard negatives, all in that language.
      The same query id in every language makes the examples parallel.
 
+Volume: MS MARCO's training triples (query, positive, negative) number 39,780,811, about 100 per
+query (the paper's Table 9 counts exactly these rows per language). ``triples_per_query`` keeps the
+first N triples of each query (1: the first, the default; N; None: all): one example per query holds
+the negatives of its kept triples, so two triples of one query are never in-batch negatives of each
+other (their shared positive would be a false negative). ``data.hard_negatives=drawn`` takes a
+different kept negative at each use of the example.
+
 The build streams the (large) collection files and keeps only the passages it needs; the result
 is cached under a key of the options and source files, so a second run starts in seconds.
 """
@@ -22,7 +29,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Iterator, Sequence
 
 from mdr.data.build_cache import built_corpus_path, write_built_corpus
-from mdr.errors import DataError
+from mdr.errors import DataError, require_number
 from mdr.formats.hub import hub_or_local
 from mdr.formats.text import text_lines
 
@@ -59,9 +66,12 @@ def _tsv(file: str, wanted: set[str] | None = None) -> Iterator[tuple[str, str]]
             yield key, text
 
 
-def read_triples(file: str, max_queries: int | None, num_negatives: int) -> OrderedDict[str, tuple[str, list[str]]]:
-    """qid -> (first positive pid, up to ``num_negatives`` negative pids), first ``max_queries`` qids."""
+def read_triples(file: str, max_queries: int | None, triples_per_query: int | None) -> OrderedDict[str, tuple[str, list[str]]]:
+    """qid -> (its first positive pid, the distinct negative pids of its first ``triples_per_query``
+    triples, all when None), for the first ``max_queries`` qids of the file. The negatives of triples
+    with another positive of the same query are kept: they are non-relevant for the query all the same."""
     out: OrderedDict[str, tuple[str, list[str]]] = OrderedDict()
+    seen: dict[str, int] = defaultdict(int)  # triples read per kept query
     for lineno, line in text_lines(file):
         parts = line.split()
         if len(parts) != 3:
@@ -71,8 +81,11 @@ def read_triples(file: str, max_queries: int | None, num_negatives: int) -> Orde
             if max_queries is not None and len(out) >= max_queries:
                 continue
             out[qid] = (pos, [])
+        if triples_per_query is not None and seen[qid] >= triples_per_query:
+            continue
+        seen[qid] += 1
         negs = out[qid][1]
-        if len(negs) < num_negatives and neg not in negs:
+        if neg not in negs:
             negs.append(neg)
     return out
 
@@ -81,26 +94,31 @@ def build_mmarco(
     languages: Sequence[str],
     path: str | None = None,
     max_queries: int | None = 100_000,
-    num_negatives: int = 1,
+    triples_per_query: int | None = 1,
     cache_dir: str | None = None,
 ) -> list[str]:
     """Build (or reuse) the parallel corpus; returns ``[parquet path]`` for ``data.files``."""
     unknown = [lang for lang in languages if lang not in LANGUAGES]
     if unknown:
         raise DataError(f"mMARCO has no language(s) {unknown}; available: {sorted(LANGUAGES)}")
+    if triples_per_query is not None:
+        require_number("data.files.triples_per_query", triples_per_query, low=1, integer=True)
     files = {"triples": fetch(TRIPLES, path)}
     for lang in languages:
         files[f"queries/{lang}"] = fetch(queries_file(lang), path)
         files[f"collection/{lang}"] = fetch(collection_file(lang), path)
-    key = {"languages": sorted(languages), "max_queries": max_queries, "num_negatives": num_negatives,
+    key = {"languages": sorted(languages), "max_queries": max_queries, "triples_per_query": triples_per_query,
            "files": {k: (os.path.realpath(f), os.path.getsize(f), os.path.getmtime(f)) for k, f in files.items()}}
     out = built_corpus_path("mmarco", key, cache_dir)
     if os.path.isfile(out):
         log.info("mMARCO: reusing %s", out)
         return [out]
-    triples = read_triples(files["triples"], max_queries, num_negatives)
+    triples = read_triples(files["triples"], max_queries, triples_per_query)
     pids = {pid for pos, negs in triples.values() for pid in (pos, *negs)}
-    log.info("mMARCO: %d queries, %d passages per language, languages %s", len(triples), len(pids), list(languages))
+    negatives = sum(len(negs) for _, negs in triples.values())
+    log.info("mMARCO: %d queries with %d distinct (query, negative) triples (%.1f a query; triples_per_query=%s), "
+             "%d passages per language, languages %s", len(triples), negatives, negatives / max(1, len(triples)),
+             "all" if triples_per_query is None else triples_per_query, len(pids), list(languages))
     return [write_built_corpus(out, _rows(triples, pids, languages, files))]
 
 
