@@ -18,10 +18,12 @@ from omegaconf import DictConfig, OmegaConf
 from mdr.config import instantiate
 
 
-def build_loggers(cfg: DictConfig, out: str, choices: dict | None = None, overrides: list[str] | None = None) -> list | bool:
-    """The configured logger (``False`` for ``logger=none``), with the whole resolved config and the
-    chosen config options (``choices``) logged as hyperparameters. A W&B run without a configured
-    name is named after its options (``hybrid-labse-alpha0.25-s1``) and tagged with them."""
+def build_loggers(cfg: DictConfig, out: str, choices: dict | None = None, overrides: list[str] | None = None,
+                  record: dict | None = None) -> list | bool:
+    """The configured logger (``False`` for ``logger=none``), with the whole resolved config, the
+    chosen config options (``choices``) and ``record`` (what the run found, e.g. the data it kept)
+    logged as hyperparameters. A W&B run without a configured name is named after its options
+    (``hybrid-labse-alpha0.25-s1``) and tagged with them."""
     if cfg.logger is None or not cfg.logger.get("_target_"):
         return False
     choices = dict(choices or {})
@@ -30,7 +32,8 @@ def build_loggers(cfg: DictConfig, out: str, choices: dict | None = None, overri
         extra["name"] = cfg.logger.get("name") or run_name(choices, overrides or [], cfg.get("seed"))
         extra["tags"] = [f"{k}:{v}" for k, v in choices.items()] + [f"seed:{cfg.get('seed')}"] + list(cfg.logger.get("tags") or [])
     logger = instantiate(cfg.logger, save_dir=out, **extra)
-    logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "choices": {**choices, "seed": cfg.get("seed")}})
+    logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "choices": {**choices, "seed": cfg.get("seed")},
+                            **(record or {})})
     return [logger]
 
 
