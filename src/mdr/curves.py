@@ -13,7 +13,9 @@ Out: ``draw_curves``: a matplotlib Figure, per metric a column of two panels: th
      its interval and a zero line (filled markers: significant; hollow: not). The x axis is
      logarithmic when the values span more than a decade. ``save_curves``: one PNG per eval set.
      ``swept_value``: which override of a sweep's group keys ("sampler=hybrid data.max_examples=1000")
-     is numeric and varies, the x of each group and the strategy (the rest of its key).
+     is numeric and varies, the x of each group and the strategy (the rest of its key);
+     ``SweptValue.baseline_pairs``: each group with the baseline strategy's group at the same x
+     (what the differences should be computed between).
      ``means_table``: the ``means`` frame from ``mdr.comparison`` groups (mean and t interval over seeds).
 
 Nothing here computes a test: the intervals and verdicts are drawn as given, so the picture shows
