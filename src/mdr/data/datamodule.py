@@ -121,9 +121,8 @@ class ParallelDataModule(L.LightningDataModule):
             self.corpus = load_parallel_corpus(self.files, self.languages, cache_dir=self.cache_dir)
             if self.val_split:
                 self.corpus, self.val_corpus = split_by_id(self.corpus, self.val_split, f"data.files {self.files}")
-            self.corpus, self.data_subset = keep_examples(self.corpus, self.max_examples, self.example_fraction,
-                                                          f"data.files {self.files}")
-            self.index = ParallelIndex.from_dataset(self.corpus)
+            self.corpus, self.index, self.data_subset = keep_examples(self.corpus, self.max_examples, self.example_fraction,
+                                                                      f"data.files {self.files}")
         if self.val_files:
             self.val_corpus = load_parallel_corpus(self.val_files, cache_dir=self.cache_dir)
         if self.val_corpus is not None:
@@ -150,8 +149,8 @@ class ParallelDataModule(L.LightningDataModule):
             own = spec.get("max_examples") is not None or spec.get("example_fraction") is not None
             limits = (spec.get("max_examples"), spec.get("example_fraction")) if own else \
                 (self.max_examples, self.example_fraction)
-            ds, subsets[name] = keep_examples(ds, *limits, f"data.sources.{name}", f"data.sources.{name}" if own else "data")
-            index = ParallelIndex.from_dataset(ds)
+            where = f"data.sources.{name}"
+            ds, index, subsets[name] = keep_examples(ds, *limits, where, where if own else "data")
             index.rows = np.where(index.rows >= 0, index.rows + offset, -1)
             self.source_index[name] = index
             parts.append(ds)

@@ -50,8 +50,8 @@ def ranked_ids(example_ids) -> np.ndarray:
 
 
 def keep_examples(corpus: datasets.Dataset, max_examples: int | None, example_fraction: float | None,
-                  where: str, option: str = "data") -> tuple[datasets.Dataset, dict]:
-    """(the rows of the kept ids, the record); the corpus unchanged when neither option is set.
+                  where: str, option: str = "data") -> tuple[datasets.Dataset, ParallelIndex, dict]:
+    """(the rows of the kept ids, their index, the record); the corpus unchanged when neither option is set.
 
     ``where`` names the data in errors (e.g. ``data.files [...]``), ``option`` the options' prefix.
     A count above the ids available is an error: a curve point must not silently train on fewer.
@@ -75,4 +75,4 @@ def keep_examples(corpus: datasets.Dataset, max_examples: int | None, example_fr
         index = ParallelIndex.from_dataset(corpus)
     record = {"max_examples": max_examples, "example_fraction": example_fraction, "examples": len(index.example_ids),
               "examples_available": available, "rows": len(corpus), "rows_per_language": index.counts}
-    return corpus, record
+    return corpus, index, record
