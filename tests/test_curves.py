@@ -48,6 +48,7 @@ def test_swept_value_finds_the_numeric_override_that_varies():
     assert swept.strategy["sampler=hybrid data.max_examples=160"] == "sampler=hybrid"
     assert swept.baseline_pairs("sampler=xx") == [(f"sampler=hybrid data.max_examples={n}", f"sampler=xx data.max_examples={n}")
                                                   for n in SIZES]
+    assert swept.baseline_pairs("sampler=xx data.max_examples=655") == swept.baseline_pairs("sampler=xx")
     # alpha: the X-X group does not set it and is the reference of every alpha; a linear axis
     alpha = swept_value(["sampler=xx", "sampler=hybrid +sampler.alpha=0.25", "sampler=hybrid +sampler.alpha=0.5",
                          "sampler=hybrid +sampler.alpha=0.75"])

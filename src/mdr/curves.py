@@ -57,8 +57,9 @@ class SweptValue:
     def baseline_pairs(self, baseline: str) -> list[tuple[str, str]]:
         """(group key, the key it is compared with): each group of another strategy against the group
         of the ``baseline`` strategy (the one whose overrides include all of ``baseline``'s, e.g.
-        ``sampler=xx``) at the same x, or against the baseline's reference group without x."""
-        wanted = parse_key(baseline).items()
+        ``sampler=xx``; a value of the swept option in it is ignored) at the same x, or against the
+        baseline's reference group without x."""
+        wanted = {k: v for k, v in parse_key(baseline).items() if k != self.name}.items()
         base = {key for key, strategy in self.strategy.items() if wanted <= parse_key(strategy).items()}
         at = {self.x[key]: key for key in base}
         return [(key, at.get(x, at.get(None))) for key, x in self.x.items()
