@@ -32,7 +32,9 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
+from mdr.comparison import eval_sets
 from mdr.evaluation.report import HEADLINE
+from mdr.stats import seed_interval
 
 MEANS_COLUMNS = ("strategy", "x", "metric", "mean", "low", "high", "n_seeds")
 DELTAS_COLUMNS = ("strategy", "x", "metric", "delta", "low", "high", "verdict")
@@ -118,9 +120,6 @@ def swept_value(keys: list[str]) -> SweptValue | None:
 def means_table(group_list, swept: SweptValue, metrics: list[str] | None = None) -> pd.DataFrame:
     """The ``means`` frame from ``mdr.comparison.Group`` s: per eval set, strategy, x and metric, the
     mean over seeds and its 95 % t interval (``mdr.stats.seed_interval``)."""
-    from mdr.comparison import eval_sets
-    from mdr.stats import seed_interval
-
     metrics = metrics or [m for m, _ in HEADLINE]
     rows = []
     for g in group_list:
