@@ -67,7 +67,7 @@ def keep_examples(corpus: datasets.Dataset, max_examples: int | None, example_fr
         wanted = available
     if wanted > available:
         raise ConfigError(f"{option}.max_examples={max_examples} is more than the {available} example ids of {where} "
-                          "(after the validation hold-out); lower it, or leave it unset to train on all")
+                          "(after any validation hold-out); lower it, or leave it unset to train on all")
     if wanted < available:
         kept = ranked_ids(index.example_ids)[:wanted]
         rows = index.rows[kept]
