@@ -19,11 +19,11 @@ from mdr.config import instantiate
 
 
 def build_loggers(cfg: DictConfig, out: str, choices: dict | None = None, overrides: list[str] | None = None,
-                  data_record: dict | None = None) -> list | bool:
+                  record: dict | None = None) -> list | bool:
     """The configured logger (``False`` for ``logger=none``), with the whole resolved config, the
-    chosen config options (``choices``) and what the run trains on (``data_record``, under
-    ``training_data``) logged as hyperparameters. A W&B run without a configured name is named
-    after its options (``hybrid-labse-alpha0.25-s1``) and tagged with them."""
+    chosen config options (``choices``) and ``record`` (what the run found, e.g. the data it kept)
+    logged as hyperparameters. A W&B run without a configured name is named after its options
+    (``hybrid-labse-alpha0.25-s1``) and tagged with them."""
     if cfg.logger is None or not cfg.logger.get("_target_"):
         return False
     choices = dict(choices or {})
@@ -33,7 +33,7 @@ def build_loggers(cfg: DictConfig, out: str, choices: dict | None = None, overri
         extra["tags"] = [f"{k}:{v}" for k, v in choices.items()] + [f"seed:{cfg.get('seed')}"] + list(cfg.logger.get("tags") or [])
     logger = instantiate(cfg.logger, save_dir=out, **extra)
     logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "choices": {**choices, "seed": cfg.get("seed")},
-                            **({"training_data": data_record} if data_record else {})})
+                            **(record or {})})
     return [logger]
 
 

@@ -81,14 +81,15 @@ def train(cfg: DictConfig) -> dict[str, dict]:
         build_evaluator(cfg.eval, training_languages),
         results_path=str(train_results_path(out)),
         every_n_steps=cfg.eval.every_n_steps,
-        extra={"overrides": overrides, "choices": choices, "model": cfg.model.name_or_path, "data": data_record},
+        extra={"overrides": overrides, "choices": choices, "model": cfg.model.name_or_path, "data": data_record,
+               "data_subset": datamodule.data_subset},
         best=selection.best if selection else None,
         early_stopping=selection.early_stopping if selection else None,
     )
     ckpt_path = resume_checkpoint(cfg.ckpt_path)
     if ckpt_path and os.path.isfile(ckpt_path):
         check_resumable(ckpt_path, module)
-    loggers = build_loggers(cfg, out, choices, overrides, data_record=data_record)
+    loggers = build_loggers(cfg, out, choices, overrides, record={"training_data": data_record, "data_subset": datamodule.data_subset})
     callbacks = [instantiate(cfg.checkpoint, dirpath=ckpt_dir), eval_cb, *(selection.callbacks if selection else [])]
     callbacks += [LearningRateMonitor(logging_interval="step")] if loggers else []
     trainer_overrides.update(selection.trainer_overrides if selection else {})

@@ -23,6 +23,7 @@ from mdr.data.batch_sampler import ParallelBatchSampler
 from mdr.data.index import ParallelIndex
 from mdr.data.loader import HARD_NEGATIVES, Collator, ParallelPairs, ResumableDataLoader, Tokenize, quiet_tokenizers
 from mdr.data.samplers import MixtureSampler
+from mdr.data.subset import check_subset_options, keep_examples
 from mdr.data.validation import fixed_batches, keep_languages, split_by_id
 from mdr.errors import ConfigError, DataError, require_number
 from mdr.formats.parallel import load_parallel_corpus
@@ -54,6 +55,9 @@ class ParallelDataModule(L.LightningDataModule):
             ``steps_per_epoch`` and ``length_groups`` apply to the mixture as a whole.
         source_weighting: ``weight`` (each source's ``weight``) or ``size``: p ∝ the rows (examples x
             languages) each source's sampler draws from, the paper's sampling "based on dataset size".
+        max_examples, example_fraction: train on a nested subset of the example ids (``mdr.data.subset``),
+            taken after the validation hold-out; with ``sources``, per source (a source's own options
+            ``max_examples`` / ``example_fraction`` replace these). ``data_subset`` records what was kept.
         val_files, val_split, val_languages, val_batches, val_sampler: validation data (see
             ``mdr.data.validation``): files, or a held-out share of the training ids; the languages
             kept; how many fixed batches; how they are drawn (a sampler partial; default ``sampler``).
@@ -78,6 +82,8 @@ class ParallelDataModule(L.LightningDataModule):
         val_languages: Sequence[str] | None = None,
         val_batches: int = 20,
         val_sampler: Callable[..., ParallelBatchSampler] | None = None,
+        max_examples: int | None = None,
+        example_fraction: float | None = None,
     ) -> None:
         super().__init__()
         require_number("data.batch_size", batch_size, low=1, integer=True)
@@ -93,6 +99,12 @@ class ParallelDataModule(L.LightningDataModule):
             raise ConfigError(f"data.hard_negatives must be one of {list(HARD_NEGATIVES)}, got {hard_negatives!r}")
         if source_weighting not in SOURCE_WEIGHTING:
             raise ConfigError(f"data.source_weighting must be one of {list(SOURCE_WEIGHTING)}, got {source_weighting!r}")
+        check_subset_options(max_examples, example_fraction)
+        for name, spec in (sources or {}).items():
+            if isinstance(spec, Mapping):
+                check_subset_options(spec.get("max_examples"), spec.get("example_fraction"), f"data.sources.{name}")
+        self.max_examples, self.example_fraction = max_examples, example_fraction
+        self.data_subset: dict = {}  # what setup kept (mdr.data.subset.keep_examples's record; per source under "sources")
         self.files = files
         self.sources = dict(sources or {})
         self.source_index: dict[str, ParallelIndex] = {}
@@ -125,7 +137,8 @@ class ParallelDataModule(L.LightningDataModule):
             self.corpus = load_parallel_corpus(self.files, self.languages, cache_dir=self.cache_dir)
             if self.val_split:
                 self.corpus, self.val_corpus = split_by_id(self.corpus, self.val_split, f"data.files {self.files}")
-            self.index = ParallelIndex.from_dataset(self.corpus)
+            self.corpus, self.index, self.data_subset = keep_examples(self.corpus, self.max_examples, self.example_fraction,
+                                                                      f"data.files {self.files}")
         if self.val_files:
             self.val_corpus = load_parallel_corpus(self.val_files, cache_dir=self.cache_dir)
         if self.val_corpus is not None:
@@ -143,17 +156,24 @@ class ParallelDataModule(L.LightningDataModule):
 
     def _setup_sources(self) -> None:
         """One concatenated corpus; per source an index whose rows point into it."""
-        parts, offset = [], 0
+        parts, offset, subsets = [], 0, {}
         for name, spec in self.sources.items():
             if not isinstance(spec, Mapping) or "files" not in spec:
-                raise ConfigError(f"data.sources.{name} needs 'files' (and optionally 'weight', 'sampler', 'languages')")
+                raise ConfigError(f"data.sources.{name} needs 'files' (and optionally 'weight', 'sampler', 'languages', "
+                                  "'max_examples', 'example_fraction')")
             ds = load_parallel_corpus(spec["files"], spec.get("languages") or self.languages, cache_dir=self.cache_dir)
-            index = ParallelIndex.from_dataset(ds)
+            own = spec.get("max_examples") is not None or spec.get("example_fraction") is not None
+            limits = (spec.get("max_examples"), spec.get("example_fraction")) if own else \
+                (self.max_examples, self.example_fraction)
+            where = f"data.sources.{name}"
+            ds, index, subsets[name] = keep_examples(ds, *limits, where, where if own else "data")
             index.rows = np.where(index.rows >= 0, index.rows + offset, -1)
             self.source_index[name] = index
             parts.append(ds)
             offset += len(ds)
         self.corpus = datasets.concatenate_datasets(parts)
+        self.data_subset = {"examples": sum(r["examples"] for r in subsets.values()), "rows": len(self.corpus),
+                            "sources": subsets}
         self.index = ParallelIndex.concat(list(self.source_index.values()))  # the mixture on one language list
 
     def build_sampler(self, rank: int = 0, world_size: int = 1) -> ParallelBatchSampler:
