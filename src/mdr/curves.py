@@ -33,13 +33,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mdr.comparison import eval_sets
-from mdr.evaluation.report import HEADLINE
 from mdr.stats import seed_interval
 
 MEANS_COLUMNS = ("strategy", "x", "metric", "mean", "low", "high", "n_seeds")
 DELTAS_COLUMNS = ("strategy", "x", "metric", "delta", "low", "high", "verdict")
 SIGNIFICANT = ("better", "worse")
-LABELS = dict(HEADLINE)
 ALL_ALIKE = "(all alike)"
 
 
@@ -120,11 +118,11 @@ def swept_value(keys: list[str]) -> SweptValue | None:
 def means_table(group_list, swept: SweptValue, metrics: list[str] | None = None) -> pd.DataFrame:
     """The ``means`` frame from ``mdr.comparison.Group`` s: per eval set, strategy, x and metric, the
     mean over seeds and its 95 % t interval (``mdr.stats.seed_interval``)."""
-    metrics = metrics or [m for m, _ in HEADLINE]
     rows = []
     for g in group_list:
         for name in eval_sets([g]):
-            for metric in metrics:
+            declared = [m.name for m in g.metrics(name).values() if m.headline]  # the benchmark's headline metrics
+            for metric in metrics or declared:
                 values = g.values(name, metric)
                 if values:
                     s = seed_interval(values)
@@ -146,12 +144,12 @@ def _format(x: float) -> str:
 def draw_curves(means: pd.DataFrame, deltas: pd.DataFrame | None, x_name: str, baseline: str,
                 metrics: list[str] | None = None, title: str | None = None) -> Figure:
     """The figure (see the module doc) for one eval set (``title``: its name); ``metrics`` default:
-    those of ``means``, in the order of ``mdr.evaluation.report.HEADLINE``."""
+    those of ``means``, in their order there (``means_table``: the benchmarks' declaration order)."""
     _check(means, MEANS_COLUMNS, "means")
     deltas = deltas if deltas is not None else pd.DataFrame(columns=list(DELTAS_COLUMNS))
     _check(deltas, DELTAS_COLUMNS, "deltas")
     present = list(dict.fromkeys(means["metric"]))
-    metrics = metrics or sorted(present, key=lambda m: [k for k, _ in HEADLINE].index(m) if m in LABELS else len(HEADLINE))
+    metrics = metrics or present
     strategies = list(dict.fromkeys([baseline] * (baseline in set(means["strategy"])) + list(means["strategy"])))
     color = {s: f"C{i % 10}" for i, s in enumerate(strategies)}
     xs = sorted(x for x in set(means["x"].astype(float)) | set(deltas["x"].astype(float)) if math.isfinite(x))
@@ -173,7 +171,7 @@ def draw_curves(means: pd.DataFrame, deltas: pd.DataFrame | None, x_name: str, b
             mean, low, high = (rows[c].to_numpy(dtype=float) for c in ("mean", "low", "high"))
             top.errorbar(rows["x"].to_numpy(dtype=float), mean, yerr=[mean - low, high - mean], label=strategy,
                          color=color[strategy], marker="o", markersize=4, capsize=3, linewidth=1.2)
-        top.set_title(LABELS.get(metric, metric))
+        top.set_title(metric)
         if col == 0:
             top.set_ylabel("mean over seeds")
         top.grid(alpha=0.3)
