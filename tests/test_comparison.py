@@ -309,3 +309,29 @@ def test_a_seed_sweep_summary_and_its_wandb_dashboard(corpus, tmp_path):
     assert seeds["columns"][:3] == ["runs", "seeds", "eval set"] and len(seeds["data"]) == 2
     [per_lang] = (sweep / "0" / "wandb").glob("offline-run-*/files/media/table/eval/demo/per_language*.table.json")
     assert json.loads(per_lang.read_text())["columns"][0] == "query language"
+
+
+def test_a_sweep_over_a_number_draws_its_curves_with_the_tables_values(evalset, tmp_path):
+    """sampler x data.max_examples over three seeds: a PNG per eval set, whose points are the seed
+    table's means and whose differences are the significance table's, per size."""
+    n = 0
+    for size in (10, 20, 40):
+        for sampler in ("xx", "hybrid"):
+            for seed in (1, 2, 3):
+                write_job(tmp_path, n, [f"sampler={sampler}", f"data.max_examples={size}", f"seed={seed}"],
+                          scored(evalset, 17 * n, 0.3 * (sampler == "hybrid") + 0.1 * size / 10))
+                n += 1
+    tables = sweep_tables(tmp_path)
+    text = write_summary(tmp_path, tables, 0.05)
+    [png] = tables["curves"]
+    assert png.name == "summary_curves-demo.png" and png.stat().st_size > 5000 and str(png) in text
+    from mdr.comparison import groups as group_runs
+    from mdr.curves import means_table, swept_value
+
+    group_list = group_runs(read_jobs(tmp_path))
+    swept = swept_value([g.key for g in group_list])
+    means = means_table(group_list, swept).set_index(["strategy", "x", "metric"])
+    hybrid20 = next(g for g in group_list if g.key == "sampler=hybrid data.max_examples=20")
+    assert means.loc[("sampler=hybrid", 20.0, "crosslingual_map"), "mean"] == pytest.approx(np.mean(hybrid20.values("demo", "crosslingual_map")))
+    pairs = {(c.group, c.baseline) for c in tables["comparisons"]}
+    assert ("sampler=hybrid data.max_examples=40", "sampler=xx data.max_examples=40") in pairs

@@ -32,12 +32,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from mdr.comparison import (Comparison, ComparisonError, Group, Job, baselines, best_group, compare, eval_sets, groups,
                             read_jobs, seed_rows)
 from mdr.errors import ConfigError, require_number
+from mdr.curves import DELTAS_COLUMNS, means_table, save_curves, swept_value
 from mdr.evaluation.benchmark import Metric
 from mdr.evaluation.report import csv_table, headline, markdown_table, paper_comparison, result_rows
 from mdr.reference.published import comparison_title
@@ -46,6 +49,7 @@ log = logging.getLogger(__name__)
 DEFAULTS = {"baseline": None, "alpha": 0.05, "min_seeds": 3, "metrics": None, "common_queries": False,
             "select_set": None, "select_metric": None, "select_mode": None}
 FOREST_FILE = "summary_forest.png"
+NOT_TABLES = ("comparisons", "error", "groups", "curves")  # what sweep_tables returns beside the tables
 
 
 def summary_options(options: dict | None) -> dict:
@@ -119,8 +123,8 @@ def sweep_tables(sweep_dirs: str | Path | list, options: dict | None = None) -> 
     o = summary_options(options)
     dirs = sweep_dirs if isinstance(sweep_dirs, (list, tuple)) else [sweep_dirs]
     jobs = read_jobs(*dirs)
-    tables: dict[str, Any] = {"runs": ("Runs", job_rows(jobs)), "comparisons": [], "error": None}
     group_list = groups(jobs)
+    tables: dict[str, Any] = {"runs": ("Runs", job_rows(jobs)), "comparisons": [], "error": None, "groups": group_list}
     sets = eval_sets(group_list)
     select_set, select_metric, select_mode = selection(group_list, o)
     dev = select_set if (select_set in sets and len(sets) > 1) else None
@@ -197,7 +201,7 @@ def seed_interval_text(values: list[float], metric: Metric) -> str:
 def render(tables: dict) -> str:
     parts = []
     for name, value in tables.items():
-        if name in ("comparisons", "error"):
+        if name in NOT_TABLES:
             continue
         title, rows = value
         parts.append(markdown_table(rows) if name == "runs" else (f"{title}\n\n{markdown_table(rows)}" if rows else title))
@@ -233,14 +237,34 @@ def plot_forest(comparisons: list[Comparison], path: str | Path, alpha: float = 
     return str(path)
 
 
+def plot_curves(group_list: list[Group], comparisons: list[Comparison], folder: str | Path, stem: str, alpha: float) -> list[Path]:
+    """When a numeric override varies across the groups (data size, alpha, ...): each headline metric
+    against it, mean over seeds with its interval, and each tested difference to the baseline at the
+    same value (``mdr.curves``); one PNG per eval set. Nothing without such an override."""
+    swept = swept_value([g.key for g in group_list])
+    if swept is None:
+        return []
+    tested = [c for c in comparisons if c.test is not None]
+    deltas = pd.DataFrame([{"eval_set": c.eval_set, "strategy": swept.strategy[c.group], "x": swept.x[c.group],
+                            "metric": c.metric.name, "delta": c.delta, "low": c.test.low, "high": c.test.high,
+                            "verdict": c.verdict(alpha)} for c in tested], columns=["eval_set", *DELTAS_COLUMNS])
+    baseline = swept.strategy[comparisons[0].baseline] if comparisons else swept.strategy[group_list[0].key]
+    return save_curves(means_table(group_list, swept), deltas, swept.name, baseline, folder, stem=stem)
+
+
 def write_summary(folder: str | Path, tables: dict, alpha: float, name: str = "summary") -> str:
-    """``<name>.md``, ``<name>.csv`` (the runs) and the forest plot into ``folder``; returns the text."""
+    """``<name>.md``, ``<name>.csv`` (the runs), the forest plot and, over a swept number, the curves
+    into ``folder``; returns the text."""
     text = render(tables)
     Path(folder, f"{name}.md").write_text(text + "\n")
     Path(folder, f"{name}.csv").write_text(csv_table(tables["runs"][1]))
     forest = FOREST_FILE if name == "summary" else f"{name}_forest.png"
     if plot_forest(tables["comparisons"], Path(folder, forest), alpha):
         text += f"\n\nForest plot: {Path(folder, forest)}"
+    curves = plot_curves(tables.get("groups") or [], tables["comparisons"], folder, f"{name}_curves", alpha)
+    if curves:
+        text += "\n\nCurves: " + ", ".join(str(p) for p in curves)
+    tables["curves"] = curves
     return text
 
 
@@ -308,7 +332,7 @@ def log_summary_to_wandb(config: DictConfig, sweep_dir: str, tables: dict) -> No
     options = {k: config.logger.get(k) for k in ("project", "entity", "init_timeout") if config.logger.get(k) is not None}
     logger = wandb_logger(save_dir=sweep_dir, name=f"{name}-summary", group=name, tags=["sweep-summary"], **options)
     for key, value in tables.items():
-        if key in ("comparisons", "error"):
+        if key in NOT_TABLES:
             continue
         _, rows = value
         if rows:
@@ -317,6 +341,8 @@ def log_summary_to_wandb(config: DictConfig, sweep_dir: str, tables: dict) -> No
     forest = Path(sweep_dir, FOREST_FILE)
     if forest.is_file():
         logger.log_image("sweep/forest", [str(forest)])
+    if tables.get("curves"):
+        logger.log_image("sweep/curves", [str(p) for p in tables["curves"]])
     logger.experiment.summary["sweep/best"] = tables["best"][0] if "best" in tables else ""
     logger.experiment.finish()
 
