@@ -22,7 +22,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from mdr.config import PROJECT_ROOT, instantiate, register_resolvers
-from mdr.evaluation.lareqa import DEFAULT_XQUAD_R, lareqa
+from mdr.config import xquad_r_path
+from mdr.evaluation.lareqa import lareqa
 from mdr.model.export import write_sentence_transformers_folder
 
 register_resolvers()
@@ -36,7 +37,7 @@ def sync() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="labse_random")
-    parser.add_argument("--path", default=os.environ.get("XQUAD_R_DIR", str(DEFAULT_XQUAD_R)))
+    parser.add_argument("--path", default=xquad_r_path())
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--limit", type=int, default=None, help="only the first N texts (smoke runs)")

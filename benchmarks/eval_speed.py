@@ -36,7 +36,8 @@ import torch
 
 from mdr.config import minilm_path
 from mdr.evaluation.benchmark import EvalOptions
-from mdr.evaluation.lareqa import DEFAULT_XQUAD_R, lareqa
+from mdr.config import xquad_r_path
+from mdr.evaluation.lareqa import lareqa
 from mdr.evaluation.metrics import full_pool_ranks
 from mdr.evaluation.pools import EvalSet, encode_unique, score_embeddings
 from mdr.model.encoder import Encoder
@@ -174,7 +175,7 @@ def run_synthetic_pool(n_passages: int, layers: int, batch_size: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--path", default=os.environ.get("XQUAD_R_DIR", str(DEFAULT_XQUAD_R)))
+    parser.add_argument("--path", default=xquad_r_path())
     parser.add_argument("--languages", nargs="*", default=None)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--st-map-depth", type=int, default=100,

@@ -44,7 +44,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mdr.config import PROJECT_ROOT as ROOT
 from mdr.config import instantiate, register_resolvers
-from mdr.evaluation.lareqa import DEFAULT_XQUAD_R, lareqa
+from mdr.config import xquad_r_path
+from mdr.evaluation.lareqa import lareqa
 from mdr.model.encoder import bf16_autocast
 from mdr.model.loss import InfoNCELoss
 from mdr.model.optim import adamw
@@ -128,7 +129,7 @@ def length_pairs(kind: str, batch: int, steps: int, max_length: int, groups: int
         q = np.clip(np.rint(rng.normal(10, 3, n)), 4, 32).astype(int)
         p = rng.integers(60, 101, n)
     else:  # xquad: token counts of the real questions and answer sentences
-        es = lareqa("xquad_r", str(DEFAULT_XQUAD_R))
+        es = lareqa("xquad_r", xquad_r_path())
         pool_q = [len(x) for x in tokenizer(es.query_text, truncation=True, max_length=max_length)["input_ids"]]
         answer = [next(c for c in r if es.cand_lang[c] == lang) for r, lang in zip(es.relevant, es.query_lang)]
         pool_p = [len(x) for x in tokenizer([es.cand_text[c] for c in answer], truncation=True, max_length=max_length)["input_ids"]]

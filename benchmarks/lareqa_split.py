@@ -23,12 +23,13 @@ import json
 import os
 from pathlib import Path
 
-from mdr.evaluation.lareqa import DEFAULT_XQUAD_R, lareqa
+from mdr.config import xquad_r_path
+from mdr.evaluation.lareqa import lareqa
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--path", default=os.environ.get("XQUAD_R_DIR", str(DEFAULT_XQUAD_R)))
+    parser.add_argument("--path", default=xquad_r_path())
     parser.add_argument("--languages", nargs="*", default=None)
     parser.add_argument("--held-out", type=float, default=0.2)
     parser.add_argument("--out", required=True)

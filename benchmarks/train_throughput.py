@@ -46,7 +46,8 @@ from omegaconf import OmegaConf
 from mdr.config import PROJECT_ROOT, instantiate, register_resolvers
 from mdr.data.datamodule import ParallelDataModule
 from mdr.data.samplers import XXSampler
-from mdr.evaluation.lareqa import DEFAULT_XQUAD_R, lareqa
+from mdr.config import xquad_r_path
+from mdr.evaluation.lareqa import lareqa
 from mdr.model.encoder import Encoder
 from mdr.model.export import write_sentence_transformers_folder
 from mdr.model.loss import InfoNCELoss
@@ -196,7 +197,7 @@ def run_sentence_transformers(args, data) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(DEMO), help="a parallel corpus (default: the demo's training part)")
-    parser.add_argument("--xquad-r", nargs="?", const=str(DEFAULT_XQUAD_R), default=None, metavar="DIR",
+    parser.add_argument("--xquad-r", nargs="?", const=xquad_r_path(), default=None, metavar="DIR",
                         help="train on XQuAD-R questions and answer sentences (LAReQA JSON in DIR)")
     parser.add_argument("--length-groups", type=int, default=1, help="our sampler.length_groups (see above)")
     parser.add_argument("--languages", nargs="*", default=None)

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from mdr.evaluation.lareqa import DEFAULT_XQUAD_R, LAREQA_LANGUAGES, lareqa, xquad_r_from_hub
+from mdr.config import xquad_r_path
+from mdr.evaluation.lareqa import LAREQA_LANGUAGES, lareqa, xquad_r_from_hub
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--path", default=os.environ.get("XQUAD_R_DIR", str(DEFAULT_XQUAD_R)))
+    parser.add_argument("--path", default=xquad_r_path())
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as hub:
         for lang in LAREQA_LANGUAGES:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mdr.config import register_resolvers
-from tests.helpers import LANGS, make_rows, write_jsonl
+from tests.helpers import LANGS, compose_config, make_rows, write_jsonl
 
 register_resolvers()  # the tests compose configs themselves, as the entry points do
 
@@ -21,3 +21,9 @@ def corpus(tmp_path_factory) -> dict[str, Path]:
         "eval": write_jsonl(d / "eval.jsonl", make_rows(12, LANGS, seed=1)),
         "cache": d / "cache",
     }
+
+
+@pytest.fixture
+def compose():
+    """``compose(name, overrides, return_hydra_config=False)``: a config composed from conf/ (tests/helpers.py)."""
+    return compose_config

@@ -90,9 +90,11 @@ def base_overrides(corpus, evaluate: bool = True) -> list[str]:
     ]
 
 
-def compose_config(name: str, overrides: list[str]):
+def compose_config(name: str, overrides: list[str], return_hydra_config: bool = False):
+    """The config ``name`` (train, evaluate, export) composed from conf/ with ``overrides``, as the
+    entry points compose it: the one place where the tests set Hydra up."""
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(name, overrides=overrides)
+        return compose(name, overrides=overrides, return_hydra_config=return_hydra_config)
 
 
 def compose_train(overrides: list[str]):

@@ -42,8 +42,6 @@ def test_exported_folder_reproduces_the_module_embeddings(corpus, tmp_path, monk
 def test_export_cli_writes_the_evaluation_into_the_model_card(corpus, tmp_path):
     import os
 
-    from hydra import compose, initialize_config_dir  # noqa: F401
-
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
     run = lambda *a: subprocess.run([sys.executable, *a], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)  # noqa: E731
     trained = run(str(ROOT / "train.py"), *base_overrides(corpus), "trainer.max_steps=2", "hydra.run.dir=run")

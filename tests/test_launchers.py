@@ -4,16 +4,13 @@
 from __future__ import annotations
 
 import pytest
-from hydra import compose, initialize_config_dir
-
-from tests.helpers import ROOT, base_overrides, run_script
+from tests.helpers import ROOT, base_overrides, compose_config, run_script
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install hydra-submitit-launcher")
 
 
 def test_slurm_launcher_config():
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"], return_hydra_config=True)
+    cfg = compose_config("train", ["hydra/launcher=slurm", "hydra.launcher.partition=gpu"], return_hydra_config=True)
     launcher = cfg.hydra.launcher
     assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert (launcher.partition, launcher.gpus_per_node, launcher.tasks_per_node) == ("gpu", 8, 8)
@@ -36,9 +33,8 @@ def test_submitit_multirun_with_one_failing_job(corpus, tmp_path):
 def test_experiment_paper_sweeps_samplers_by_models():
     """The paper's protocol: one GPU, batch 100, lr 3e-5, mMARCO's 7 languages, SQuADShifts validation
     with early stopping, every benchmark; the DDP variant keeps the global batch of 100."""
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=["experiment=paper", "hydra/launcher=slurm"], return_hydra_config=True)
-        ddp = compose("train", overrides=["experiment=paper_ddp"])
+    cfg = compose_config("train", ["experiment=paper", "hydra/launcher=slurm"], return_hydra_config=True)
+    ddp = compose_config("train", ["experiment=paper_ddp"])
     assert dict(cfg.hydra.sweeper.params) == {"sampler": "xx,xy,hybrid", "model": "labse,xlmr"}
     assert cfg.data.files._target_ == "mdr.data.sources.mmarco.build_mmarco" and set(cfg.eval.sets) == {"xquad_r", "mlqa_r", "miracl"}
     assert sorted(cfg.data.files.languages) == sorted(["en", "ar", "zh", "de", "es", "ru", "hi"])

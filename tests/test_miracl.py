@@ -126,26 +126,24 @@ def test_the_scores_are_exact_not_approximate(tmp_path):
 
 
 def test_evaluate_entry_point_with_eval_miracl_and_eval_all(tmp_path, monkeypatch, capsys):
-    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
     from mdr.tasks import evaluate
-    from tests.helpers import ROOT
+    from tests.helpers import compose_config
 
     path, corpus_path = write_miracl(tmp_path, langs=("de", "sw"))
     monkeypatch.chdir(tmp_path)
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("evaluate", overrides=[
-            "model=tiny", "logger=none", "eval=miracl", f"eval.path={path}", f"eval.corpus_path={corpus_path}",
-            "eval.max_docs_per_lang=100", "eval.sets.miracl.languages=[de,sw]"])
-        results = evaluate(cfg)
-        assert results["miracl"]["num_docs"] == {"de": 100, "sw": 100}
-        printed = capsys.readouterr().out
-        assert "nDCG@10" in printed and "| miracl |" in printed
-        assert json.loads((tmp_path / "results.json").read_text())["results"]["miracl"]["ndcg_at_10"] > 0
-        everything = compose("evaluate", overrides=["eval=all"])
-        assert set(everything.eval.sets) == {"xquad_r", "mlqa_r", "miracl"}
-        assert OmegaConf.is_missing(everything.eval.sets.mlqa_r, "path")  # no hub source: the user says where
+    cfg = compose_config("evaluate", [
+        "model=tiny", "logger=none", "eval=miracl", f"eval.path={path}", f"eval.corpus_path={corpus_path}",
+        "eval.max_docs_per_lang=100", "eval.sets.miracl.languages=[de,sw]"])
+    results = evaluate(cfg)
+    assert results["miracl"]["num_docs"] == {"de": 100, "sw": 100}
+    printed = capsys.readouterr().out
+    assert "nDCG@10" in printed and "| miracl |" in printed
+    assert json.loads((tmp_path / "results.json").read_text())["results"]["miracl"]["ndcg_at_10"] > 0
+    everything = compose_config("evaluate", ["eval=all"])
+    assert set(everything.eval.sets) == {"xquad_r", "mlqa_r", "miracl"}
+    assert OmegaConf.is_missing(everything.eval.sets.mlqa_r, "path")  # no hub source: the user says where
 
 
 @pytest.mark.parametrize("backend", ["faiss", "torch", "auto"])

