@@ -1,6 +1,9 @@
-"""Zero-shot evaluation: python evaluate.py model=labse eval=xquad_r  
+"""Zero-shot evaluation of any model, or of a trained checkpoint.
 
-  python evaluate.py ckpt=PATH model=...|Prints the result tables and writes results.json into the run folder.
+    python evaluate.py model=labse eval=xquad_r
+    python evaluate.py ckpt=PATH [model=...]
+
+Prints the result tables and writes results.json into the run folder.
 """
 
 import hydra

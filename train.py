@@ -1,6 +1,9 @@
-"""Train a multilingual retriever: python train.py [sampler=xx
+"""Train a multilingual retriever, then evaluate it zero-shot.
 
-xy|hybrid|en_en|mixed] [model=...] [...]|See README.md for the config groups; `python train.py --help` lists them.
+    python train.py [sampler=hybrid|xx|xy|en_en|mixed] [model=labse|xlmr|...] [data=...] [eval=...]
+    python train.py -m sampler=xx,xy,hybrid seed=1,2,3        (a sweep, summarised at its end)
+
+See README.md for the config groups; `python train.py --help` lists them.
 """
 
 import hydra

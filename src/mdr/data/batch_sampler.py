@@ -11,8 +11,10 @@ Invariants (each tested in ``tests/test_samplers.py``):
   sequence, and resuming from ``state_dict()`` continues with exactly the batches an
   uninterrupted run would have drawn;
 - under DDP all ranks draw the same global batch of ``world_size * B`` distinct examples and each
-  takes its own slice, so every rank of a step uses the same language or pair and the ranks'
-  examples are disjoint.
+  takes its own slice, so the ranks' examples are disjoint and the global batch is distributed as
+  one batch would be: an X-X (or per-batch X-Y) step is in the same language (pair) on every rank;
+  with per-example X-Y (the default of ``xy`` and hybrid's X-Y branch) and ``mixed``, each example
+  has its own pair or language, on every rank alike.
 
 Length grouping (``sampler.length_groups=G``, off at 1): less padding, so faster steps. G
 consecutive steps are drawn together as one batch of G x B distinct examples (one draw, as above)
