@@ -33,6 +33,7 @@ from mdr.comparison import Job, best_group, eval_sets, groups, pick_baseline, re
 from mdr.errors import ConfigError, require_number
 from mdr.evaluation.report import HEADLINE, csv_table, markdown_table, result_rows
 from mdr.reference.published import comparison_rows, comparison_title
+from mdr.resume import prepare_sweep  # issue 21
 
 log = logging.getLogger(__name__)
 DEFAULTS = {"baseline": None, "alpha": 0.05, "resamples": 9999, "bootstrap": 2000, "select_set": None,
@@ -124,6 +125,8 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:  # a bad option fails the sweep before its jobs run, not after
             summary_options(dict(config.get("summary") or {}))
+            # issue 21 (mdr.resume): a launch into a folder holding a sweep resumes it (+hydra.sweep.resume=true) or is refused
+            prepare_sweep(config)
         except ConfigError as e:
             raise SystemExit(f"error: {e}") from None
 
