@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import netrc
 import os
+import secrets
 import socket
+import string
 from urllib.parse import urlparse
 
 from hydra.core.hydra_config import HydraConfig
@@ -113,7 +115,6 @@ RUN_ID_FILE = "run_id"
 def job_run_id(save_dir: str, resume: bool) -> str | None:
     """The W&B run id of the job in ``save_dir``: the stored one when the job resumes, else a new one,
     stored in ``<save_dir>/wandb/run_id`` (by global rank 0, the one that logs)."""
-    import wandb
     from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
     path = os.path.join(save_dir, "wandb", RUN_ID_FILE)
@@ -124,7 +125,7 @@ def job_run_id(save_dir: str, resume: bool) -> str | None:
             return stored
     if getattr(rank_zero_only, "rank", 0):
         return None
-    run_id = wandb.util.generate_id()
+    run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))  # as W&B makes them
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(run_id + "\n")

@@ -87,11 +87,15 @@ def config_differences(stored: dict[str, Any], current: dict[str, Any], shown: i
 
 
 def own_checkpoint(ckpt_dir: str | os.PathLike) -> str | None:
-    """The run folder's checkpoint to go on from: ``last.ckpt``, else the newest ``*.ckpt``, else None."""
-    last = os.path.join(ckpt_dir, LAST)
-    if os.path.isfile(last):
-        return last
-    return max(glob.glob(os.path.join(glob.escape(str(ckpt_dir)), "*.ckpt")), key=os.path.getmtime, default=None)
+    """The run folder's checkpoint to go on from: the newest ``last*.ckpt`` (a run started afresh in a
+    folder that holds one writes ``last-v1.ckpt`` beside it, Lightning's naming), else the newest
+    ``*.ckpt``, else None."""
+    folder = glob.escape(str(ckpt_dir))
+    for pattern in ("last*.ckpt", "*.ckpt"):
+        found = glob.glob(os.path.join(folder, pattern))
+        if found:
+            return max(found, key=os.path.getmtime)
+    return None
 
 
 def checkpoint_to_resume(option: str | None, ckpt_dir: str | os.PathLike, config: dict[str, Any]) -> tuple[str | None, dict | None]:
@@ -185,7 +189,8 @@ def sweep_differences(stored: DictConfig, config: DictConfig) -> str | None:
         what = f"removed {' '.join(removed) or '-'}, added {' '.join(added) or '-'}" if removed or added else \
             "the swept options come in another order, which renumbers the jobs"
         return f"it was launched with the overrides [{' '.join(before)}], now [{' '.join(now)}] ({what})"
-    params = [OmegaConf.to_container(c.hydra.sweeper.get("params") or {}, resolve=False) for c in (stored, config)]
+    params = [c.hydra.sweeper.get("params") for c in (stored, config)]
+    params = [OmegaConf.to_container(p, resolve=False) if OmegaConf.is_config(p) else (p or {}) for p in params]
     if params[0] != params[1]:
         return f"hydra.sweeper.params were {params[0]}, now {params[1]}"
     tasks = [flatten({k: v for k, v in OmegaConf.to_container(c, resolve=False).items() if k != "hydra"}) for c in (stored, config)]
