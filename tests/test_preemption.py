@@ -96,6 +96,36 @@ def test_preempted_at_a_validation_step_resumes_as_the_uninterrupted_run(corpus,
         assert resumed["demo"][key] == pytest.approx(full["demo"][key], abs=1e-6), key
 
 
+def test_a_signal_in_the_last_step_stops_before_the_final_evaluation(corpus, tmp_path, monkeypatch, capsys):
+    """The job is requeued before its final evaluation, not killed in it; started again it only evaluates."""
+    monkeypatch.chdir(tmp_path)
+    overrides = base_overrides(corpus) + ["trainer.max_steps=4", "sampler.steps_per_epoch=20"]
+    with monkeypatch.context() as patched:
+        signal_during(patched, 3, signal.SIGUSR2)
+        with pytest.raises(SystemExit) as stopped:
+            train(compose_train(overrides))
+    assert stopped.value.code == 128 + signal.SIGUSR2 and not train_results_path(tmp_path).exists()
+    results = train(compose_train(overrides))
+    assert f"resuming from {tmp_path / 'checkpoints' / 'last.ckpt'} (step 4)" in capsys.readouterr().out
+    record = read_json(train_results_path(tmp_path))
+    assert record["final"] and record["step"] == 4 and results["demo"]["multilingual_map"] > 0
+
+
+def test_after_the_last_step_a_signal_goes_to_the_handler_that_was_there_before():
+    """In the final evaluation there is no step to end: submitit's handler (here a recorder) gets the
+    signal at once and requeues the job, which resumes from the last step's checkpoint."""
+    from mdr.model.preemption import PreemptionCheckpoint
+
+    calls = []
+    callback = PreemptionCheckpoint("last.ckpt", [signal.SIGUSR2])
+    callback.original = {signal.SIGUSR2: lambda signum, frame: calls.append(signum)}
+    callback._handle(signal.SIGUSR2, None)
+    assert calls == [] and callback.received == signal.SIGUSR2  # during training: only noted
+    callback.steps_over, callback.received = True, None
+    callback._handle(signal.SIGUSR2, None)
+    assert calls == [signal.SIGUSR2] and callback.received is None
+
+
 def test_auto_resume_refuses_a_checkpoint_of_other_options(corpus, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     overrides = base_overrides(corpus, evaluate=False) + ["trainer.max_steps=2"]

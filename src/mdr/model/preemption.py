@@ -71,7 +71,11 @@ def slurm_environment() -> list:
 
 
 class PreemptionCheckpoint(Checkpoint):
-    """On one of ``signals``: ``path`` written at the end of the current step, then ``Preempted``.
+    """On one of ``signals`` during training: ``path`` written at the end of the current step, then
+    ``Preempted`` (at the start of the next step, or at the end of the epoch when it was the last).
+    Once the training steps are over (the final evaluation runs), a signal goes straight to the
+    handler that was there before fit (submitit's: requeue; the default: the process ends), and the
+    requeued job resumes from the last step's checkpoint and only evaluates.
 
     A ``Checkpoint`` subclass, so Lightning runs it after the other callbacks and, listed last,
     after the ModelCheckpoints: the checkpoint holds their state of this step (the best one so far).
@@ -82,10 +86,20 @@ class PreemptionCheckpoint(Checkpoint):
         self.received: int | None = None  # the signal noted by the handler
         self.original: dict[int, object] = {}  # the handlers before fit (submitit's, or the default)
         self.saved_step: int | None = None
+        self.steps_over = False
         self._after_validation = False
+        self._step_before = -1
 
-    def _note(self, signum, frame) -> None:  # the handler: no work here, see the module doc
-        self.received = signum
+    def _handle(self, signum, frame) -> None:  # only notes the signal during training: see the module doc
+        if not self.steps_over:
+            self.received = signum
+            return
+        previous = self.original.get(signum)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:  # the default action, as if we had never been there
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
 
     def setup(self, trainer, pl_module, stage) -> None:
         # before Lightning installs its own handlers: what was there is what the signal goes back to
@@ -94,20 +108,17 @@ class PreemptionCheckpoint(Checkpoint):
     def on_train_start(self, trainer, pl_module) -> None:
         if threading.current_thread() is threading.main_thread():  # Python delivers signals to the main thread only
             for s in self.signals:
-                signal.signal(s, self._note)  # Lightning's teardown puts back what it found
+                signal.signal(s, self._handle)  # Lightning's teardown puts back what it found
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if self.saved_step is not None:
-            raise Preempted(self.received, self.saved_step, self.path, self.original.get(self.received))
+        self._stop_if_saved()
+        self._step_before = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        stop = self.received is not None and self.saved_step is None
-        if trainer.world_size > 1:
-            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)  # every rank, the same step
-        if not stop:
+        if trainer.global_step == self._step_before:
+            return  # gradients being accumulated: no optimizer step ended here (nor on any rank)
+        if not self._agree(trainer):
             return
-        if self.received is None:  # another rank got it
-            self.received = int(signal.SIGTERM)
         if _validation_due(trainer):
             self._after_validation = True  # what the uninterrupted run does next is part of this step
         else:
@@ -118,16 +129,32 @@ class PreemptionCheckpoint(Checkpoint):
             self._after_validation = False
             self._save(trainer)
 
-    def on_train_end(self, trainer, pl_module) -> None:
-        if self.received is not None and self.saved_step is None:
-            log.warning("%s arrived after the last training step; the run finished instead of stopping",
-                        signal.Signals(self.received).name)
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        max_epochs = trainer.max_epochs if trainer.max_epochs is not None else -1
+        self.steps_over = bool(0 < trainer.max_steps <= trainer.global_step or 0 < max_epochs <= trainer.current_epoch + 1
+                               or trainer.should_stop)
+        if self.steps_over and self.saved_step is None and self._agree(trainer):
+            self._save(trainer)  # it came in the last step's validation: stop before the final evaluation too
+        self._stop_if_saved()
+
+    def _agree(self, trainer: L.Trainer) -> bool:
+        """Whether to stop here: a signal noted and no checkpoint written for it yet, on any rank."""
+        stop = self.received is not None and self.saved_step is None
+        if trainer.world_size > 1:
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)  # every rank, the same step
+            if stop and self.received is None:
+                self.received = int(signal.SIGTERM)  # it reached another rank
+        return stop
 
     def _save(self, trainer: L.Trainer) -> None:
         trainer.save_checkpoint(self.path)
         self.saved_step = trainer.global_step
         log.warning("%s: checkpoint of step %d written to %s; stopping", signal.Signals(self.received).name,
                     self.saved_step, self.path)
+
+    def _stop_if_saved(self) -> None:
+        if self.saved_step is not None:
+            raise Preempted(self.received, self.saved_step, self.path, self.original.get(self.received))
 
 
 def _validation_due(trainer: L.Trainer) -> bool:
