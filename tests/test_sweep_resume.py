@@ -53,14 +53,15 @@ def test_a_launch_into_a_folder_that_holds_a_sweep_needs_the_resume_option(tmp_p
 
 @pytest.mark.parametrize("relaunch, changes, message", [
     (["model=tiny", "sampler=xx,hybrid", "seed=1,3", "logger=csv"], {},
-     r"it was launched with the overrides \[model=tiny sampler=xx,hybrid seed=1,2 logger=csv\], now .* \(removed seed=1,2, added seed=1,3\)"),
-    (["model=tiny", "seed=1,2", "sampler=xx,hybrid", "logger=csv"], {}, r"the swept options come in another order, which renumbers the jobs"),
-    (["model=tiny", "sampler=xx,hybrid", "seed=1,2"], {}, r"removed logger=csv, added -"),
+     r"its overrides differ from those it was launched with \(removed: seed=1,2; added: seed=1,3\)"),
+    (["model=tiny", "seed=1,2", "sampler=xx,hybrid", "logger=csv"], {},
+     r"the swept options come in another order \(seed=1,2 sampler=xx,hybrid; launched: sampler=xx,hybrid seed=1,2\), which renumbers"),
+    (["model=tiny", "sampler=xx,hybrid", "seed=1,2"], {}, r"its overrides differ from those it was launched with \(removed: logger=csv; added: -\)"),
     (LAUNCHED, {"optim.lr": 1e-3}, r"its configuration changed since it was launched \(optim\.lr: 2e-05 -> 0\.001\)"),
 ])
 def test_a_resume_with_other_overrides_or_configuration_is_refused(tmp_path, relaunch, changes, message):
     stored_sweep(tmp_path, LAUNCHED)
-    with pytest.raises(ConfigError, match=rf"cannot resume the sweep in {tmp_path}: .*{message}"):
+    with pytest.raises(ConfigError, match=rf"cannot resume the sweep in {tmp_path}: {message}"):
         prepare_sweep(sweep_config(tmp_path, relaunch, resume=True, **changes))
 
 
@@ -129,8 +130,10 @@ def test_an_interrupted_sweep_launched_again_runs_only_the_rest(corpus, tmp_path
     changed = run_script([str(ROOT / "train.py"), "-m", *overrides[:-1], "seed=1,2,4", f"hydra.sweep.dir={stopped}",
                           "+hydra.sweep.resume=true"], tmp_path)
     assert changed.returncode == 1 and "Traceback" not in changed.stderr
-    assert changed.stderr.strip().splitlines()[-1].startswith(f"error: cannot resume the sweep in {stopped}: it was launched with")
-    assert "(removed seed=1,2,3, added seed=1,2,4)" in changed.stderr and (stopped / "0" / "failed.txt").exists()
+    assert changed.stderr.strip().splitlines()[-1] == (
+        f"error: cannot resume the sweep in {stopped}: its overrides differ from those it was launched with (removed: seed=1,2,3; "
+        "added: seed=1,2,4); launch it with the options it was launched with, or into another hydra.sweep.dir")
+    assert (stopped / "0" / "failed.txt").exists()
 
     resumed = run_script(sweep(stopped, "+hydra.sweep.resume=true"), tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -184,11 +184,13 @@ def _split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
 def sweep_differences(stored: DictConfig, config: DictConfig) -> str | None:
     """How the relaunch differs from the stored ``multirun.yaml`` in what makes its jobs, or None."""
     before, now = list(stored.hydra.overrides.task), list(config.hydra.overrides.task)
-    if _split_overrides(before) != _split_overrides(now):
-        removed, added = [o for o in before if o not in now], [o for o in now if o not in before]
-        what = f"removed {' '.join(removed) or '-'}, added {' '.join(added) or '-'}" if removed or added else \
-            "the swept options come in another order, which renumbers the jobs"
-        return f"it was launched with the overrides [{' '.join(before)}], now [{' '.join(now)}] ({what})"
+    (swept_before, _), (swept_now, _) = _split_overrides(before), _split_overrides(now)
+    removed, added = [o for o in before if o not in now], [o for o in now if o not in before]
+    if removed or added:
+        return f"its overrides differ from those it was launched with (removed: {' '.join(removed) or '-'}; added: {' '.join(added) or '-'})"
+    if swept_before != swept_now:
+        return (f"the swept options come in another order ({' '.join(swept_now)}; launched: {' '.join(swept_before)}), "
+                "which renumbers the jobs")
     params = [c.hydra.sweeper.get("params") for c in (stored, config)]
     params = [OmegaConf.to_container(p, resolve=False) if OmegaConf.is_config(p) else (p or {}) for p in params]
     if params[0] != params[1]:
