@@ -136,6 +136,23 @@ def test_auto_resume_refuses_a_checkpoint_of_other_options(corpus, tmp_path, mon
     train(compose_train(overrides + ["ckpt_path=null", "seed=7"]))  # starting afresh is explicit; Lightning writes last-v1.ckpt
     with pytest.raises(ConfigError, match=r"last-v1\.ckpt was trained with other options \(seed: 7 -> 42\)"):
         train(compose_train(overrides))  # the newest checkpoint is the one to go on from
+    newest = tmp_path / "checkpoints" / "last-v1.ckpt"
+    state = torch.load(newest, map_location="cpu", weights_only=False)
+    del state["run_info"]["config"]  # as an older version wrote it
+    torch.save(state, newest)
+    with pytest.raises(ConfigError, match=r"last-v1\.ckpt does not say which options it was trained with \(an older version wrote "
+                                          r"it\); resume from it anyway with ckpt_path=.*last-v1\.ckpt, or start afresh with ckpt_path=null"):
+        train(compose_train(overrides + ["seed=7"]))
+
+
+def test_preempt_signals_are_checked():
+    from mdr.model.preemption import parse_signals
+
+    assert parse_signals(["SIGUSR1", "usr2", "TERM"]) == [signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM]
+    assert parse_signals(None) == [] and parse_signals([]) == []
+    for bad in ("SIGFOO", "SIGKILL"):
+        with pytest.raises(ConfigError, match=rf"preempt_signals: '{bad}' is not a signal that can be caught"):
+            parse_signals([bad])
 
 
 def test_a_resumed_job_continues_its_offline_wandb_run(corpus, tmp_path, monkeypatch):

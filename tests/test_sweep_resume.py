@@ -65,6 +65,18 @@ def test_a_resume_with_other_overrides_or_configuration_is_refused(tmp_path, rel
         prepare_sweep(sweep_config(tmp_path, relaunch, resume=True, **changes))
 
 
+def test_a_resume_needs_the_basic_sweeper_and_a_sweep_folder(tmp_path, capsys):
+    optuna = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+    stored_sweep(tmp_path, LAUNCHED)
+    with pytest.raises(ConfigError, match=rf"needs Hydra's basic sweeper .*; {optuna} draws its jobs as it goes"):
+        prepare_sweep(sweep_config(tmp_path, LAUNCHED, resume=True, **{"hydra.sweeper._target_": optuna}))
+    (tmp_path / "elsewhere" / "0").mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"has job folders but no multirun\.yaml, so nothing says how they were launched"):
+        prepare_sweep(sweep_config(tmp_path / "elsewhere", LAUNCHED, resume=True))
+    prepare_sweep(sweep_config(tmp_path / "new", LAUNCHED, resume=True))  # the same command can start a sweep
+    assert "holds no sweep yet; starting it" in capsys.readouterr().out
+
+
 def test_a_resume_clears_failed_jobs_and_says_what_each_job_does(tmp_path, capsys):
     stored_sweep(tmp_path, LAUNCHED)
     for n in range(4):
