@@ -214,3 +214,34 @@ def test_submitit_requeues_a_preempted_job_which_resumes(corpus, tmp_path, monke
     results = read_json(train_results_path(sweep / "0"))["results"]["demo"]
     for key in ("monolingual_map", "crosslingual_map", "multilingual_map"):
         assert results[key] == pytest.approx(full["demo"][key], abs=1e-6), key
+
+
+@pytest.mark.slow  # three two-rank DDP runs (gloo, CPU)
+def test_ddp_ranks_stop_at_the_same_step_when_one_rank_is_signalled(corpus, tmp_path):
+    """SIGUSR1 to rank 0 only: both ranks agree on the step, write one checkpoint and exit; the same
+    command resumes both and ends with the losses and results of an uninterrupted two-rank run."""
+    overrides = [*base_overrides(corpus), "logger=csv", "trainer.log_every_n_steps=1", "trainer=ddp", "trainer.accelerator=cpu",
+                 "trainer.devices=2", "data.batch_size=4", "trainer.max_steps=16", "sampler.steps_per_epoch=20",
+                 "checkpoint.every_n_train_steps=4"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+
+    def command(run_dir) -> list[str]:
+        return [sys.executable, str(ROOT / "train.py"), *overrides, f"hydra.run.dir={run_dir}"]
+
+    full = subprocess.run(command(tmp_path / "full"), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert full.returncode == 0, full.stderr[-3000:]
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(command(run_dir), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first, deadline = run_dir / "checkpoints" / "step000004.ckpt", time.time() + 600
+    while not first.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGUSR1)  # the launching process is rank 0; rank 1 is its child
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 128 + signal.SIGUSR1, err[-3000:]
+    assert err.count("pre-empted by SIGUSR1 at step") >= 2  # both ranks, the same signal
+    resumed = subprocess.run(command(run_dir), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0 and "resuming from" in resumed.stdout, resumed.stderr[-3000:]
+    a, b = logged(tmp_path / "full", "train/loss"), logged(run_dir, "train/loss")
+    assert sorted(a) == sorted(b) == list(range(16)) and all(b[k] == pytest.approx(a[k], abs=1e-6) for k in a)
+    ra, rb = (read_json(train_results_path(d))["results"]["demo"] for d in (tmp_path / "full", run_dir))
+    assert rb["multilingual_map"] == pytest.approx(ra["multilingual_map"], abs=1e-6)

@@ -38,6 +38,7 @@ import threading
 from typing import NoReturn
 
 import lightning as L
+import torch
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import Checkpoint
 
@@ -142,8 +143,9 @@ class PreemptionCheckpoint(Checkpoint):
         stop = self.received is not None and self.saved_step is None
         if trainer.world_size > 1:
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)  # every rank, the same step
-            if stop and self.received is None:
-                self.received = int(signal.SIGTERM)  # it reached another rank
+            if stop:  # which signal, when it reached another rank only
+                mine = torch.tensor(float(self.received or 0), device=trainer.strategy.root_device)
+                self.received = int(trainer.strategy.reduce(mine, reduce_op="max").item())
         return stop
 
     def _save(self, trainer: L.Trainer) -> None:
