@@ -257,7 +257,8 @@ def test_bad_checkpoints_for_evaluate_and_export_are_one_error(corpus, trained, 
 
 @pytest.mark.parametrize("config, overrides, message", [
     ("train", ["eval=mlqa_r"], "error: eval.path has no value; set it on the command line (eval.path=...)"),
-    ("evaluate", ["eval=all"], "error: eval.sets.mlqa_r.path has no value; set it on the command line (eval.sets.mlqa_r.path=...)"),
+    ("evaluate", ["eval=all"],
+     "error: eval.sets.mlqa_r.path has no value; set it on the command line (eval.sets.mlqa_r.path=...)"),
     ("train", ["data=parallel_files"], "error: data.files has no value; set it on the command line (data.files=...)"),
 ])
 def test_an_unset_option_is_one_line_also_behind_an_interpolation(tmp_path, monkeypatch, config, overrides, message):

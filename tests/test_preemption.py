@@ -130,8 +130,8 @@ def test_auto_resume_refuses_a_checkpoint_of_other_options(corpus, tmp_path, mon
     monkeypatch.chdir(tmp_path)
     overrides = base_overrides(corpus, evaluate=False) + ["trainer.max_steps=2"]
     train(compose_train(overrides))
-    with pytest.raises(ConfigError, match=r"ckpt_path=auto: .*last\.ckpt was trained with other options \(optim\.lr: 2e-05 -> 0\.001, "
-                                          r"seed: 42 -> 7\); run with those"):
+    with pytest.raises(ConfigError, match=r"ckpt_path=auto: .*last\.ckpt was trained with other options "
+                                          r"\(optim\.lr: 2e-05 -> 0\.001, seed: 42 -> 7\); run with those"):
         train(compose_train(overrides + ["optim.lr=1e-3", "seed=7"]))
     train(compose_train(overrides + ["ckpt_path=null", "seed=7"]))  # starting afresh is explicit; Lightning writes last-v1.ckpt
     with pytest.raises(ConfigError, match=r"last-v1\.ckpt was trained with other options \(seed: 7 -> 42\)"):
@@ -140,8 +140,9 @@ def test_auto_resume_refuses_a_checkpoint_of_other_options(corpus, tmp_path, mon
     state = torch.load(newest, map_location="cpu", weights_only=False)
     del state["run_info"]["config"]  # as an older version wrote it
     torch.save(state, newest)
-    with pytest.raises(ConfigError, match=r"last-v1\.ckpt does not say which options it was trained with \(an older version wrote "
-                                          r"it\); resume from it anyway with ckpt_path=.*last-v1\.ckpt, or start afresh with ckpt_path=null"):
+    with pytest.raises(ConfigError, match=r"last-v1\.ckpt does not say which options it was trained with \(an older "
+                                          r"version wrote it\); resume from it anyway with ckpt_path=.*last-v1\.ckpt, "
+                                          r"or start afresh with ckpt_path=null"):
         train(compose_train(overrides + ["seed=7"]))
 
 
@@ -188,12 +189,13 @@ def test_submitit_requeues_a_preempted_job_which_resumes(corpus, tmp_path, monke
     checkpoints, submitit requeues it, it resumes in its folder, and the sweep ends as if never stopped."""
     psutil = pytest.importorskip("psutil")
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install hydra-submitit-launcher")
-    overrides = base_overrides(corpus) + ["logger=csv", "trainer.log_every_n_steps=1", "trainer.max_steps=40", "trainer.max_epochs=3",
-                                          "sampler.steps_per_epoch=20", "checkpoint.every_n_train_steps=4"]
+    overrides = [*base_overrides(corpus), "logger=csv", "trainer.log_every_n_steps=1", "trainer.max_steps=40", "trainer.max_epochs=3",
+                 "sampler.steps_per_epoch=20", "checkpoint.every_n_train_steps=4"]
     sweep = tmp_path / "sweep"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
     proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), "-m", "hydra/launcher=submitit_local", *overrides,
-                             f"hydra.sweep.dir={sweep}"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             f"hydra.sweep.dir={sweep}"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     first, deadline = sweep / "0" / "checkpoints" / "step000004.ckpt", time.time() + 600
     while not first.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)

@@ -27,8 +27,8 @@ def sweep_config(sweep_dir, task_overrides: list[str], resume: bool = False, **c
     """The config a multirun's callbacks get: composed, with the sweep's overrides as Hydra records them."""
     fixed = [o for o in task_overrides if "," not in o]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=fixed + [f"hydra.sweep.dir={sweep_dir}"] + (["+hydra.sweep.resume=true"] if resume else []),
-                      return_hydra_config=True)
+        resuming = ["+hydra.sweep.resume=true"] if resume else []
+        cfg = compose("train", overrides=fixed + [f"hydra.sweep.dir={sweep_dir}", *resuming], return_hydra_config=True)
     with open_dict(cfg):
         cfg.hydra.overrides.task = list(task_overrides)
         for key, value in changes.items():
@@ -55,8 +55,10 @@ def test_a_launch_into_a_folder_that_holds_a_sweep_needs_the_resume_option(tmp_p
     (["model=tiny", "sampler=xx,hybrid", "seed=1,3", "logger=csv"], {},
      r"its overrides differ from those it was launched with \(removed: seed=1,2; added: seed=1,3\)"),
     (["model=tiny", "seed=1,2", "sampler=xx,hybrid", "logger=csv"], {},
-     r"the swept options come in another order \(seed=1,2 sampler=xx,hybrid; launched: sampler=xx,hybrid seed=1,2\), which renumbers"),
-    (["model=tiny", "sampler=xx,hybrid", "seed=1,2"], {}, r"its overrides differ from those it was launched with \(removed: logger=csv; added: -\)"),
+     r"the swept options come in another order \(seed=1,2 sampler=xx,hybrid; launched: sampler=xx,hybrid seed=1,2\), "
+     r"which renumbers"),
+    (["model=tiny", "sampler=xx,hybrid", "seed=1,2"], {},
+     r"its overrides differ from those it was launched with \(removed: logger=csv; added: -\)"),
     (LAUNCHED, {"optim.lr": 1e-3}, r"its configuration changed since it was launched \(optim\.lr: 2e-05 -> 0\.001\)"),
 ])
 def test_a_resume_with_other_overrides_or_configuration_is_refused(tmp_path, relaunch, changes, message):
@@ -143,8 +145,9 @@ def test_an_interrupted_sweep_launched_again_runs_only_the_rest(corpus, tmp_path
                           "+hydra.sweep.resume=true"], tmp_path)
     assert changed.returncode == 1 and "Traceback" not in changed.stderr
     assert changed.stderr.strip().splitlines()[-1] == (
-        f"error: cannot resume the sweep in {stopped}: its overrides differ from those it was launched with (removed: seed=1,2,3; "
-        "added: seed=1,2,4); launch it with the options it was launched with, or into another hydra.sweep.dir")
+        f"error: cannot resume the sweep in {stopped}: its overrides differ from those it was launched with "
+        "(removed: seed=1,2,3; added: seed=1,2,4); launch it with the options it was launched with, or into another "
+        "hydra.sweep.dir")
     assert (stopped / "0" / "failed.txt").exists()
 
     resumed = run_script(sweep(stopped, "+hydra.sweep.resume=true"), tmp_path)

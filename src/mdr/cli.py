@@ -61,8 +61,9 @@ def require_values(cfg: DictConfig) -> None:
     through an interpolation (``eval.sets.mlqa_r.path: ${eval.path}``): the option to set is the ``???``."""
     missing = unset_options(OmegaConf.to_container(cfg, resolve=False))  # OmegaConf.missing_keys resolves, and so fails here
     if missing:
-        raise ConfigError(f"{' and '.join(missing)} {'has' if len(missing) == 1 else 'have'} no value; set "
-                          f"{'it' if len(missing) == 1 else 'them'} on the command line ({' '.join(f'{k}=...' for k in missing)})")
+        one = len(missing) == 1
+        raise ConfigError(f"{' and '.join(missing)} {'has' if one else 'have'} no value; set {'it' if one else 'them'} on the "
+                          f"command line ({' '.join(f'{k}=...' for k in missing)})")
 
 
 def unset_options(tree, prefix: str = "") -> list[str]:

@@ -46,8 +46,9 @@ log = logging.getLogger(__name__)
 
 AUTO = "auto"
 LAST = "last.ckpt"
+# where and how a run is logged or loaded, not what it trains
 RESUME_IGNORED = ("ckpt_path", "logger", "summary", "preempt_signals", "trainer.enable_progress_bar",
-                  "trainer.log_every_n_steps", "data.num_workers", "data.cache_dir")  # where and how it is logged, not what is trained
+                  "trainer.log_every_n_steps", "data.num_workers", "data.cache_dir")
 SWEEP_FILE = "multirun.yaml"
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 RESUME_OPTION = "+hydra.sweep.resume=true"
@@ -98,7 +99,8 @@ def own_checkpoint(ckpt_dir: str | os.PathLike) -> str | None:
     return None
 
 
-def checkpoint_to_resume(option: str | None, ckpt_dir: str | os.PathLike, config: dict[str, Any]) -> tuple[str | None, dict | None]:
+def checkpoint_to_resume(option: str | None, ckpt_dir: str | os.PathLike,
+                         config: dict[str, Any]) -> tuple[str | None, dict | None]:
     """``ckpt_path`` as (the checkpoint to resume from, its contents read once), or (None, None) to
     start afresh; ``auto`` as in the module doc. ``config``: this run's ``run_config``."""
     if option is None:
@@ -187,7 +189,8 @@ def sweep_differences(stored: DictConfig, config: DictConfig) -> str | None:
     (swept_before, _), (swept_now, _) = _split_overrides(before), _split_overrides(now)
     removed, added = [o for o in before if o not in now], [o for o in now if o not in before]
     if removed or added:
-        return f"its overrides differ from those it was launched with (removed: {' '.join(removed) or '-'}; added: {' '.join(added) or '-'})"
+        return (f"its overrides differ from those it was launched with (removed: {' '.join(removed) or '-'}; "
+                f"added: {' '.join(added) or '-'})")
     if swept_before != swept_now:
         return (f"the swept options come in another order ({' '.join(swept_now)}; launched: {' '.join(swept_before)}), "
                 "which renumbers the jobs")
@@ -195,7 +198,8 @@ def sweep_differences(stored: DictConfig, config: DictConfig) -> str | None:
     params = [OmegaConf.to_container(p, resolve=False) if OmegaConf.is_config(p) else (p or {}) for p in params]
     if params[0] != params[1]:
         return f"hydra.sweeper.params were {params[0]}, now {params[1]}"
-    tasks = [flatten({k: v for k, v in OmegaConf.to_container(c, resolve=False).items() if k != "hydra"}) for c in (stored, config)]
+    tasks = [flatten({k: v for k, v in OmegaConf.to_container(c, resolve=False).items() if k != "hydra"})
+             for c in (stored, config)]
     differences = config_differences(*tasks)
     return f"its configuration changed since it was launched ({differences})" if differences else None
 

@@ -93,10 +93,11 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     loggers = build_loggers(cfg, out, choices, overrides, resume=ckpt_path is not None)
     callbacks = [instantiate(cfg.checkpoint, dirpath=ckpt_dir), eval_cb, *(selection.callbacks if selection else [])]
     callbacks += [LearningRateMonitor(logging_interval="step")] if loggers else []
-    callbacks += [PreemptionCheckpoint(os.path.join(ckpt_dir, LAST), signals)] if signals else []  # last: after the ModelCheckpoints
+    # listed last: it runs after the ModelCheckpoints, so its checkpoint holds their state of the step
+    callbacks += [PreemptionCheckpoint(os.path.join(ckpt_dir, LAST), signals)] if signals else []
     trainer_overrides.update(selection.trainer_overrides if selection else {})
-    trainer = build_trainer(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO(), *slurm_environment()],
-                            **trainer_overrides)
+    plugins = [AtomicCheckpointIO(), *slurm_environment()]
+    trainer = build_trainer(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=plugins, **trainer_overrides)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         if eval_cb.results is None and trainer.state.status == TrainerStatus.FINISHED:
