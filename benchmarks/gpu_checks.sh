@@ -57,7 +57,8 @@ want search && step search_10m $PY benchmarks/search_speed.py --docs 10000000 --
 # 6. encoding the XQuAD-R pool for evaluation against sentence-transformers' encode, bf16 both
 want encode && step encode $PY benchmarks/encode_speed.py --model labse_random --batch-size 256 --path "$XQUAD_R_DIR"
 # 7. end to end: bf16-mixed training on MiniLM, DDP (NCCL) with GradCache, the test suite with the GPU visible
-want train && step train_hybrid $PY train.py experiment=demo sampler=hybrid logger=csv hydra.run.dir="$LOG/train_hybrid"
+#    (ckpt_path=null: a second run into the same $LOG trains afresh instead of resuming the first)
+want train && step train_hybrid $PY train.py experiment=demo sampler=hybrid logger=csv ckpt_path=null hydra.run.dir="$LOG/train_hybrid"
 want train && step train_ddp $PY train.py experiment=demo sampler=hybrid logger=none trainer=ddp trainer.max_steps=30 \
-    optim.grad_cache_chunk_size=8 hydra.run.dir="$LOG/train_ddp"
+    optim.grad_cache_chunk_size=8 ckpt_path=null hydra.run.dir="$LOG/train_ddp"
 want tests && TAIL=5 step pytest $PY -m pytest -q -m "not slow" -p no:cacheprovider

@@ -126,6 +126,41 @@ def read_losses(run_dir: Path) -> dict[int, float]:
         return {int(r["step"]): float(r["train/loss"]) for r in csv.DictReader(fh) if r.get("train/loss")}
 
 
+def wandb_records(run_file: Path) -> list:
+    """The records of a W&B transaction log (``run-<id>.wandb``) as ``wandb_internal_pb2.Record``s. The
+    file is a LevelDB-style log: a 7-byte header (":W&B", magic, version), then 32 KiB blocks of chunks,
+    each with a 7-byte header (CRC, length, type: 1 full, 2 first, 3 middle, 4 last); not CRC-checked."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    data, block = Path(run_file).read_bytes(), 32768
+    assert data[:4] == b":W&B", run_file
+    pos, records, pending = 7, [], b""
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:  # the rest of a block too short for a header is padding
+            pos += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if kind == 0:
+            pos += left
+            continue
+        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        pending = chunk if kind in (1, 2) else pending + chunk
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+    return records
+
+
+def wandb_history(run_file: Path) -> list[dict]:
+    """The history rows of a W&B transaction log: ``{metric: value}`` (JSON-decoded)."""
+    return [{item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in r.history.item}
+            for r in wandb_records(run_file) if r.WhichOneof("record_type") == "history"]
+
+
 def run_script(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     """A script of the project (train.py, ...) in a fresh interpreter, offline."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", **(env or {})}

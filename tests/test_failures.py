@@ -269,6 +269,25 @@ def test_bad_checkpoints_for_evaluate_and_export_are_one_error(corpus, trained, 
         export_checkpoint(str(trained[which]), str(tmp_path / "out"))
 
 
+@pytest.mark.parametrize("config, overrides, message", [
+    ("train", ["eval=mlqa_r"], "error: eval.path has no value; set it on the command line (eval.path=...)"),
+    ("evaluate", ["eval=all"],
+     "error: eval.sets.mlqa_r.path has no value; set it on the command line (eval.sets.mlqa_r.path=...)"),
+    ("train", ["data=parallel_files"], "error: data.files has no value; set it on the command line (data.files=...)"),
+])
+def test_an_unset_option_is_one_line_also_behind_an_interpolation(tmp_path, monkeypatch, config, overrides, message):
+    """``eval=mlqa_r`` without ``eval.path``: ``eval.sets.mlqa_r.path: ${eval.path}`` used to escape as
+    InterpolationToMissingValueError with a stack trace; the line names the ``???`` option to set."""
+    from mdr.cli import run_cli
+    from mdr.tasks import evaluate as evaluate_task
+
+    monkeypatch.chdir(tmp_path)
+    task = train if config == "train" else evaluate_task
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(task, compose_config(config, ["model=tiny", "logger=none", *overrides]))
+    assert str(stopped.value.code) == message
+
+
 def test_the_entry_points_print_one_line_for_each_kind_of_bad_path(corpus, trained, tmp_path):
     """Through the real scripts: no stack trace, the last line names the problem."""
     cases = [

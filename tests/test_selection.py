@@ -3,6 +3,7 @@ evaluation on the best checkpoint (not the last one), also after a resume and wi
 
 from __future__ import annotations
 
+import csv
 import json
 from collections import Counter
 from functools import partial
@@ -134,6 +135,21 @@ def test_selecting_on_a_retrieval_metric_of_a_dev_set(corpus, tmp_path, monkeypa
     assert record["selection"]["monitor"] == "eval/demo/crosslingual_map" and record["selection"]["mode"] == "max"
     assert record["selection"]["value"] >= logged["eval/demo/crosslingual_map"] - 1e-6  # the best of those seen
     assert record["results"]["demo"]["crosslingual_map"] == pytest.approx(record["selection"]["value"], abs=1e-6)
+
+
+@pytest.mark.parametrize("every, validated", [(None, [6]), (10, [6]), (4, [4])])
+def test_a_run_with_validation_data_validates_at_least_once(corpus, tmp_path, monkeypatch, every, validated):
+    """6 steps, an epoch of 20: without an interval reached (at the epoch's end, or every 10 steps) the
+    last step is validated and selected, instead of no validation and the last weights reported with
+    no selection; an interval that was reached (every 4) is left as it is."""
+    monkeypatch.chdir(tmp_path)
+    train(compose_train(base_overrides(corpus, evaluate=False) + [
+        "data.val_split=0.2", "data.val_batches=3", "logger=csv", "trainer.log_every_n_steps=1", "trainer.max_steps=6",
+        "sampler.steps_per_epoch=20", f"val.every_n_steps={every or 'null'}"]))
+    record = read_json(train_results_path(tmp_path))
+    assert record["selection"]["step"] == validated[-1] and record["trained_steps"] == 6
+    with open(next(tmp_path.glob("csv/version_0/metrics.csv"))) as fh:
+        assert len([row for row in csv.DictReader(fh) if row.get("val/loss")]) == len(validated)
 
 
 @pytest.mark.parametrize("override, message", [

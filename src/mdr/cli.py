@@ -21,10 +21,10 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
+from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
 
 from mdr.config import register_resolvers
-from mdr.errors import UserError
+from mdr.errors import ConfigError, UserError
 from mdr.formats.results import FAILED_FILE
 
 log = logging.getLogger(__name__)
@@ -38,9 +38,11 @@ def run_cli(fn: Callable[[DictConfig], T], cfg: DictConfig) -> T | None:
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         # every mandatory (???) value, checked before any work, named where it is defined
+        require_values(cfg)
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
         return fn(cfg)
-    except (UserError, MissingMandatoryValue, InstantiationException, MisconfigurationException) as e:
+    except (UserError, MissingMandatoryValue, InterpolationToMissingValueError, InstantiationException,
+            MisconfigurationException) as e:
         if isinstance(e, InstantiationException) and os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         message = f"error: {one_line(e)}"
@@ -54,10 +56,32 @@ def run_cli(fn: Callable[[DictConfig], T], cfg: DictConfig) -> T | None:
     return None
 
 
+def require_values(cfg: DictConfig) -> None:
+    """One error naming every mandatory (``???``) option left unset, also those that are only reached
+    through an interpolation (``eval.sets.mlqa_r.path: ${eval.path}``): the option to set is the ``???``."""
+    missing = unset_options(OmegaConf.to_container(cfg, resolve=False))  # OmegaConf.missing_keys resolves, and so fails here
+    if missing:
+        one = len(missing) == 1
+        raise ConfigError(f"{' and '.join(missing)} {'has' if one else 'have'} no value; set {'it' if one else 'them'} on the "
+                          f"command line ({' '.join(f'{k}=...' for k in missing)})")
+
+
+def unset_options(tree, prefix: str = "") -> list[str]:
+    """The dotted keys of the ``???`` values in a config container (not resolved)."""
+    if isinstance(tree, dict):
+        return [k for key, value in tree.items() for k in unset_options(value, f"{prefix}.{key}" if prefix else str(key))]
+    if isinstance(tree, list):
+        return [k for i, value in enumerate(tree) for k in unset_options(value, f"{prefix}[{i}]")]
+    return [prefix] if tree == "???" else []
+
+
 def one_line(e: Exception) -> str:
     """The error as one line that names the option or file."""
     if isinstance(e, MissingMandatoryValue):
         return f"{e.full_key} has no value; set it on the command line ({e.full_key}=...)"
+    if isinstance(e, InterpolationToMissingValueError):  # "... Missing mandatory value: eval.path" (the ??? option)
+        target = str(e).splitlines()[0].rpartition("Missing mandatory value: ")[2].strip() or e.full_key
+        return f"{target} has no value; set it on the command line ({target}=...) ({e.full_key} refers to it)"
     if isinstance(e, InstantiationException):  # a constructor rejected an option's value or type
         cause = e.__cause__
         where = f" (options under {e.full_key})" if getattr(e, "full_key", None) else ""

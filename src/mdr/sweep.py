@@ -44,6 +44,7 @@ from mdr.curves import DELTAS_COLUMNS, means_table, save_curves, swept_value
 from mdr.evaluation.benchmark import Metric
 from mdr.evaluation.report import csv_table, headline, markdown_table, paper_comparison, result_rows
 from mdr.reference.published import comparison_title
+from mdr.resume import prepare_sweep
 
 log = logging.getLogger(__name__)
 DEFAULTS = {"baseline": None, "alpha": 0.05, "min_seeds": 3, "metrics": None, "common_queries": False,
@@ -276,6 +277,7 @@ class SweepSummary(Callback):
         try:  # a bad option fails the sweep before its jobs run, not after
             o = summary_options(dict(config.get("summary") or {}))
             check_selection(config, o)
+            prepare_sweep(config)  # a launch into a folder holding a sweep resumes it (+hydra.sweep.resume=true) or is refused
         except ConfigError as e:
             raise SystemExit(f"error: {e}") from None
 

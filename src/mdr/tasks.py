@@ -22,6 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.trainer.states import TrainerStatus
 from omegaconf import DictConfig, OmegaConf
 
 from mdr.cli import output_dir
@@ -33,12 +34,14 @@ from mdr.evaluation.evaluator import RetrievalEvaluator
 from mdr.evaluation.report import markdown_table, result_rows, results_report
 from mdr.formats.results import RESULTS_FILE, read_json, train_results_path, write_results
 from mdr.loggers import build_loggers, finish_loggers
-from mdr.model.checkpoint import AtomicCheckpointIO, load_checkpoint_encoder, read_checkpoint, resume_checkpoint, weights_mismatch
+from mdr.model.checkpoint import AtomicCheckpointIO, load_checkpoint_encoder, read_checkpoint, weights_mismatch
 from mdr.model.encoder import Encoder
 from mdr.model.export import write_sentence_transformers_folder
 from mdr.model.module import BiEncoderModule
 from mdr.model.optim import training_options
+from mdr.model.preemption import Preempted, PreemptionCheckpoint, hand_over, parse_signals, slurm_environment
 from mdr.model.selection import build_selection
+from mdr.resume import LAST, checkpoint_to_resume, finished_results, run_config
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +55,16 @@ def build_evaluator(eval_cfg: DictConfig, training_languages: list[str] | None =
 
 
 def train(cfg: DictConfig) -> dict[str, dict]:
-    """Fit the encoder with the configured sampler, then evaluate; returns the eval results."""
+    """Fit the encoder with the configured sampler, then evaluate; returns the eval results. In a run
+    folder that holds a checkpoint it goes on from there (``ckpt_path=auto``, ``mdr.resume``); on a
+    pre-emption signal it checkpoints and stops for the requeue (``mdr.model.preemption``)."""
     L.seed_everything(cfg.seed, workers=True)
     out = output_dir()
+    config = run_config(cfg)  # stored in every checkpoint: what a resume must match
+    done = finished_results(out, config)  # a job a resumed sweep finished before
+    if done is not None:
+        return done
+    signals = parse_signals(cfg.get("preempt_signals"))
     encoder: Encoder = instantiate(cfg.model)
     datamodule = instantiate(cfg.data)(sampler=instantiate(cfg.sampler), tokenization=encoder.tokenization, seed=cfg.seed)
     sampler = datamodule.build_sampler(0, int(cfg.trainer.get("num_nodes", 1) or 1) * _devices(cfg))  # fail fast on bad options
@@ -70,7 +80,8 @@ def train(cfg: DictConfig) -> dict[str, dict]:
     # stored in checkpoints so that evaluate.py ckpt=... splits alike
     training_languages = list(cfg.eval.training_languages or datamodule.training_languages)
     module = BiEncoderModule(encoder, instantiate(cfg.loss), seed=cfg.seed, model_config=OmegaConf.to_container(cfg.model, resolve=True),
-                             run_info={"training_languages": training_languages, "choices": choices}, **module_options)
+                             run_info={"training_languages": training_languages, "choices": choices, "config": config},
+                             **module_options)
 
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     ckpt_dir = os.path.dirname(train_results_path(out))
@@ -86,16 +97,27 @@ def train(cfg: DictConfig) -> dict[str, dict]:
         best=selection.best if selection else None,
         early_stopping=selection.early_stopping if selection else None,
     )
-    ckpt_path = resume_checkpoint(cfg.ckpt_path)
-    if ckpt_path and os.path.isfile(ckpt_path):
-        check_resumable(ckpt_path, module)
-    loggers = build_loggers(cfg, out, choices, overrides, record={"training_data": data_record, "data_subset": datamodule.data_subset})
+    ckpt_path, state = checkpoint_to_resume(cfg.ckpt_path, ckpt_dir, config)
+    if state is not None:
+        check_resumable(ckpt_path, module, state)
+    loggers = build_loggers(cfg, out, choices, overrides, record={"training_data": data_record, "data_subset": datamodule.data_subset},
+                            resume=ckpt_path is not None)
     callbacks = [instantiate(cfg.checkpoint, dirpath=ckpt_dir), eval_cb, *(selection.callbacks if selection else [])]
     callbacks += [LearningRateMonitor(logging_interval="step")] if loggers else []
+    # listed last: it runs after the ModelCheckpoints, so its checkpoint holds their state of the step
+    callbacks += [PreemptionCheckpoint(os.path.join(ckpt_dir, LAST), signals)] if signals else []
     trainer_overrides.update(selection.trainer_overrides if selection else {})
-    trainer = build_trainer(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()], **trainer_overrides)
+    plugins = [AtomicCheckpointIO(), *slurm_environment()]
+    trainer = build_trainer(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=plugins, **trainer_overrides)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        if eval_cb.results is None and trainer.state.status == TrainerStatus.FINISHED:
+            # resumed from the checkpoint of finished training (stopped in its final evaluation): Lightning skips fit
+            eval_cb.on_train_end(trainer, module.to(trainer.strategy.root_device))
+    except Preempted as stop:
+        finish_loggers(loggers, preempted=True)
+        loggers = None
+        hand_over(stop)  # requeue and exit
     except NumericalError as e:
         kept = max(glob.glob(os.path.join(ckpt_dir, "*.ckpt")), key=os.path.getmtime, default=None)
         raise NumericalError(f"{e}; {f'last checkpoint kept: {kept}' if kept else 'no checkpoint was written'}") from None
@@ -162,9 +184,8 @@ def build_trainer(trainer_cfg: DictConfig, **kwargs) -> L.Trainer:
         raise
 
 
-def check_resumable(ckpt_path: str, module: BiEncoderModule) -> None:
-    """The checkpoint's weights must fit the configured model, before Lightning tries to load them."""
-    state = read_checkpoint(ckpt_path, option="ckpt_path")
+def check_resumable(ckpt_path: str, module: BiEncoderModule, state: dict) -> None:
+    """The checkpoint's weights (``state``: its contents) must fit the configured model, before Lightning loads them."""
     optional = tuple(f"encoder.{prefix}" for prefix in module.encoder.optional_weights)
     problem = weights_mismatch(state["state_dict"], module.state_dict(), optional=optional)
     if problem:

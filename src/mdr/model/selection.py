@@ -3,8 +3,14 @@
 In:  the ``val`` config (``every_n_steps``, ``monitor``, ``mode``, ``patience``, ``min_delta``),
      whether validation data exist, the checkpoint folder, the Trainer's gradient accumulation.
 Out: Lightning callbacks (a ``ModelCheckpoint`` that keeps the best checkpoint by the monitored
-     value, an ``EarlyStopping`` when ``patience`` is set) and the Trainer options that run the
-     validation loop every ``every_n_steps`` optimizer steps (or at each epoch's end).
+     value, an ``EarlyStopping`` when ``patience`` is set, ``ValidateAtLeastOnce``) and the Trainer
+     options that run the validation loop every ``every_n_steps`` optimizer steps (or at each
+     epoch's end).
+
+A run given validation data validates at least once: when training ends (``max_steps``, or the
+last epoch) before any interval was reached, it validates its last step, so there is always a
+checkpoint to select (``trainer.max_steps=30`` on an epoch of 100 steps used to never validate and
+report the last weights with no selection).
 
 The monitored value is ``val/loss`` (in-batch InfoNCE on the fixed validation batches, the paper's
 criterion) or ``eval/<set>/<metric>`` of an eval set, computed at each validation by
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from mdr.errors import ConfigError, require_number
@@ -30,12 +37,28 @@ class Selection:
     best: ModelCheckpoint
     early_stopping: EarlyStopping | None
     trainer_overrides: dict
-    monitor: str
-    every_n_steps: int | None
 
     @property
     def callbacks(self) -> list:
-        return [self.best] + ([self.early_stopping] if self.early_stopping else [])
+        return [self.best, ValidateAtLeastOnce(self.best)] + ([self.early_stopping] if self.early_stopping else [])
+
+
+class ValidateAtLeastOnce(L.Callback):
+    """At the last training step, if no validation has kept a checkpoint yet (``best`` has none, also
+    after a resume), ask Lightning to stop there: its loop then validates that step before it ends."""
+
+    def __init__(self, best: ModelCheckpoint) -> None:
+        self.best = best
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.best.best_model_path or not trainer.enable_validation:
+            return
+        last_step = 0 < trainer.max_steps <= trainer.global_step
+        loop = trainer.fit_loop
+        last_epoch = (loop.max_epochs is not None and loop.max_epochs > 0 and trainer.current_epoch + 1 >= loop.max_epochs
+                      and loop.epoch_loop.batch_progress.is_last_batch)
+        if last_step or last_epoch:
+            trainer.should_stop = True  # Lightning validates a step at which training is asked to stop
 
 
 def build_selection(val: dict, has_validation: bool, ckpt_dir: str, accumulate: int, eval_sets: list[str]) -> Selection | None:
@@ -68,4 +91,4 @@ def build_selection(val: dict, has_validation: bool, ckpt_dir: str, accumulate: 
     # Lightning counts the validation interval in training batches; ours is in optimizer steps
     overrides.update({"val_check_interval": every * accumulate, "check_val_every_n_epoch": None} if every
                      else {"val_check_interval": 1.0, "check_val_every_n_epoch": 1})
-    return Selection(best, early, overrides, monitor, every)
+    return Selection(best, early, overrides)
