@@ -190,6 +190,33 @@ def test_deterministic_with_a_seed_and_pivot_fallback_for_examples_without_the_p
         assert (runs[0].negatives >= 0).all()
 
 
+def test_pivot_statistics_of_the_languages_not_searched_are_optional(tmp_path):
+    rows = make_rows(20, ["de", "en"], seed=4)
+    corpus = load_parallel_corpus(str(write_jsonl(tmp_path / "c.jsonl", rows)), cache_dir=str(tmp_path / "cache"))
+    full, lean = (mine_negatives(corpus, BagOfWords(), MiningOptions(score_every_language=every), progress=False)
+                  for every in (True, False))
+    assert np.array_equal(full.negatives, lean.negatives)
+    assert "negative_score" in full.statistics["per_language"]["de"] and "negative_score" not in lean.statistics["per_language"]["de"]
+    assert full.statistics["per_language"]["en"] == lean.statistics["per_language"]["en"]
+    assert full.statistics["per_language"]["en"]["search"]["candidates"] > 0 and "search" not in full.statistics["per_language"]["de"]
+
+
+def test_tsv_input_to_parquet_keeps_the_chosen_languages_and_says_what_it_drops(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rows = make_rows(12, ["de", "en", "zh"], seed=2, negatives=2)
+    path = tmp_path / "c.tsv"
+    header = ["id", "lang", "topic", "query", "positive", "negative_1", "negative_2"]
+    path.write_text("\n".join("\t".join(header if r is None else [r[h] if h in r else r["negatives"][int(h[-1]) - 1] for h in header])
+                              for r in [None, *rows]) + "\n")
+    record = mine(compose_config("mine", ["data=parallel_files", f"data.files={path}", "data.languages=[en,zh]", "out=out",
+                                          "format=parquet", "mining=random", "mining.score=false", "progress=false"]))
+    written = load_parallel_corpus("out/c.parquet", cache_dir=str(tmp_path / "cache"))
+    assert sorted(set(written["lang"])) == ["en", "zh"] and len(written) == 24
+    assert all(len(n) == 3 for n in written["negatives"])
+    assert record["dropped_fields"] == {str(tmp_path / "out" / "c.parquet"): ["topic"]}
+    assert record["counts"]["rows_with_previous_negatives_replaced"] == 24
+
+
 def mine_overrides(corpus_file, out, *extra) -> list[str]:
     return ["model=tiny", "data=parallel_files", f"data.files={corpus_file}", f"out={out}", "progress=false", *extra]
 

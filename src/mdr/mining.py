@@ -524,7 +524,7 @@ def output_paths(files: Sequence[str], out: str, fmt: str | None, overwrite: boo
     JSONL and Parquet as they are and writes TSV as JSONL."""
     if fmt is not None and fmt not in WRITE_FORMATS:
         raise ConfigError(f"format must be one of {sorted(WRITE_FORMATS)} or null (as the input), got {fmt!r}")
-    plan, names = [], {}
+    plan, names, out = [], {}, os.path.abspath(out)
     for path in resolve_files(files):
         kind = fmt or ("parquet" if file_format(path) == "parquet" else "jsonl")
         target = os.path.join(out, os.path.splitext(os.path.basename(path))[0] + WRITE_FORMATS[kind])
@@ -545,6 +545,8 @@ def write_mined_files(corpus: datasets.Dataset, mined: MinedNegatives, plan: lis
     ``negative_ids`` set; rows of languages not in ``languages`` (data.languages) are not written.
     Returns {output file: rows written} and the fields a Parquet output could not keep."""
     keep = set(languages) if languages else None
+    if keep:
+        log.info("data.languages=%s: the rows of other languages are not written", sorted(keep))
     ids, negs = mined.index.example_ids, mined.negatives
     written, dropped, row, first = {}, {}, 0, 0
     for source, target, kind in plan:
@@ -607,14 +609,15 @@ def mine_corpus(files, out: str, options: MiningOptions, encoder=None, model: di
     require_number("block_size", block_size, low=1, integer=True)
     require_number("batch_size", batch_size, low=1, integer=True)
     plan = output_paths(files, out, fmt, overwrite)  # every path problem before any encoding
-    record_path = os.path.join(out, RECORD_FILE)
+    record_path = os.path.join(os.path.abspath(out), RECORD_FILE)
     if os.path.exists(record_path) and not overwrite:
         raise ConfigError(f"{record_path} exists; choose another out= or pass overwrite=true")
     corpus = load_parallel_corpus(files, languages, cache_dir=cache_dir)
     replaced = sum(1 for n in corpus.data.table.column("negatives").combine_chunks().value_lengths().to_pylist() if n)
     if replaced:
         log.warning("%d row(s) already have negatives; the mined ones replace them in the files written", replaced)
-    mined = mine_negatives(corpus, encoder, options, work_dir, batch_size, block_size, search, progress)
+    mined = mine_negatives(corpus, encoder, options, work_dir=work_dir, batch_size=batch_size, block_size=block_size,
+                           search=search, progress=progress)
     files_written = write_mined_files(corpus, mined, plan, languages)
     index = mined.index
     record = {

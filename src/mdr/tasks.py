@@ -224,5 +224,5 @@ def mine(cfg: DictConfig) -> dict:
                          cache_dir=cfg.data.get("cache_dir"), fmt=cfg.format, overwrite=cfg.overwrite, batch_size=cfg.batch_size,
                          block_size=cfg.block_size, search=cfg.search, work_dir=cfg.work_dir, progress=cfg.progress, command=overrides)
     print("\n" + statistics_table(record["statistics"]))
-    print(f"\nnegatives: {', '.join(record['output_files'])}\nrecord: {os.path.join(cfg.out, RECORD_FILE)}")
+    print(f"\nnegatives: {', '.join(record['output_files'])}\nrecord: {os.path.join(os.path.abspath(cfg.out), RECORD_FILE)}")
     return record
