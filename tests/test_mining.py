@@ -111,7 +111,7 @@ def test_no_negative_shares_the_example_id_or_a_positive_text_in_any_language(tm
 
 def brute_force(rows: list[dict], encoder, options: MiningOptions, mining_language: str) -> dict[str, list[str]]:
     """The negative ids of every example mined in ``mining_language``, straight from the definitions:
-    full score matrix, every rule in plain Python, sort, window, top."""
+    full score matrix, every rule in plain Python, sort, ranks, window, top."""
     positives, languages = defaultdict(set), defaultdict(set)
     where = {(r["id"], r["lang"]): r for r in rows}
     for r in rows:
@@ -125,9 +125,11 @@ def brute_force(rows: list[dict], encoder, options: MiningOptions, mining_langua
         scores, positive = p @ q[i], float(p[i] @ q[i])
         limits = [positive - options.absolute_margin] if options.absolute_margin is not None else []
         limits += [positive - abs(positive) * options.relative_margin] if options.relative_margin is not None else []
-        kept, seen = [], set()
+        survivors, seen, rank = [], set(), 0
         for j in np.argsort(-scores, kind="stable"):
             c = pool[j]
+            if rank == options.window_end:
+                break
             if c["id"] == r["id"]:
                 continue
             if options.mode == "pivot":
@@ -136,11 +138,17 @@ def brute_force(rows: list[dict], encoder, options: MiningOptions, mining_langua
                 texts = {where[(c["id"], lang)]["positive"] for lang in languages[r["id"]]}
             else:
                 texts = {c["positive"]}
-            if texts & positives[r["id"]] or (limits and scores[j] > min(limits)) or c["positive"] in seen:
+            if texts & positives[r["id"]]:
+                continue
+            if limits and scores[j] > min(limits):
+                rank += 1  # above the margin: it takes its rank and is dropped
+                continue
+            if c["positive"] in seen:
                 continue
             seen.add(c["positive"])
-            kept.append(c["id"])
-        out[r["id"]] = kept[options.range_min : options.window_end][: options.num_negatives]
+            survivors.append(c["id"])
+            rank += 1
+        out[r["id"]] = survivors[options.range_min :][: options.num_negatives]
     return out
 
 
@@ -148,14 +156,14 @@ def brute_force(rows: list[dict], encoder, options: MiningOptions, mining_langua
 @pytest.mark.parametrize("options", [
     MiningOptions(relative_margin=0.05, num_negatives=3),
     MiningOptions(mode="per_language", range_min=2, range_max=9, absolute_margin=0.0, num_negatives=4),
-    MiningOptions(absolute_margin=0.35, num_negatives=2, range_max=6),  # drops the best: the search goes deeper
+    MiningOptions(absolute_margin=0.35, num_negatives=2, range_max=6),  # drops the best ones
 ])
 def test_the_search_equals_brute_force(tmp_path, monkeypatch, backend, options):
     rng = random.Random(7)
     rows = []
     for e in range(70):  # no duplicate texts: no ties, so the ids must match exactly
         words = rng.sample(WORDS, 7)
-        for lang in ("de", "en"):
+        for lang in ("de", "en") if e % 4 == 0 else ("en",):  # pivot: most candidates lack German, the search goes deeper
             rows.append({"id": f"e{e:02d}", "lang": lang, "query": f"[{lang}] " + " ".join(words[:3]) + "?",
                          "positive": f"[{lang}] {e} " + " ".join(words + rng.sample(WORDS, 3))})
     corpus = load_parallel_corpus(str(write_jsonl(tmp_path / "c.jsonl", rows)), cache_dir=str(tmp_path / "cache"))
@@ -169,8 +177,20 @@ def test_the_search_equals_brute_force(tmp_path, monkeypatch, backend, options):
             got.setdefault(r["lang"], {})[r["id"]] = [rows[n]["id"] for n in mined.negatives[i] if n >= 0]
     for lang, negatives in got.items():
         assert negatives == brute_force(rows, BagOfWords(), options, lang)
-    if options.absolute_margin == 0.35:
+    if options.mode == "pivot":
         assert max(calls) > min(calls), "the deeper search was never needed: the test does not test it"
+
+
+def test_the_search_depth_is_bounded(tmp_path, monkeypatch):
+    """A query whose candidates are nearly all excluded stops at the depth limit, counted, not at the pool's end."""
+    rows = make_rows(60, ["de", "en"], seed=9)
+    rows = [r for r in rows if r["lang"] == "en" or r["id"] in ("ex0000", "ex0001")]  # two examples in German
+    corpus = load_parallel_corpus(str(write_jsonl(tmp_path / "c.jsonl", rows)), cache_dir=str(tmp_path / "cache"))
+    monkeypatch.setattr(mining, "MAX_SEARCH_DEPTH", 12)
+    mined = mine_negatives(corpus, BagOfWords(), MiningOptions(num_negatives=2, range_max=3), block_size=16, progress=False)
+    search = mined.statistics["search"]
+    assert search["queries_depth_limited"] == 2  # the two German examples: one candidate has German, the limit is 12
+    assert search["candidates"] <= 58 * 12 + 2 * 12 and mined.statistics["per_language"]["en"]["rows_short"] >= 2
 
 
 def test_deterministic_with_a_seed_and_pivot_fallback_for_examples_without_the_pivot(tmp_path):

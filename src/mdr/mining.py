@@ -27,19 +27,21 @@ Modes:
 - ``per_language``: each language mined in its own pool with its own queries.
 
 Selection, with sentence-transformers' ``mine_hard_negatives`` names and semantics (its docs, and
-NV-Retriever, arXiv 2407.15831, for the positive-aware margins): after the exclusion rules,
-``absolute_margin`` drops candidates with score + margin > positive score, ``relative_margin``
-those with score > positive score - |positive score| * margin (0.05: NV-Retriever's
-TopK-PercPos 95 %). A text several examples share is offered once per query (``duplicate``: its
-best-ranked copy; in ``pivot`` mode, the text in the mining language). The survivors are ranked by
-score; ``range_min`` skips the first of them, ``range_max`` ends the window (null: range_min +
-num_negatives, or range_min + 10 * num_negatives when a margin is set, sentence-transformers' rule);
-``sampling_strategy`` takes the ``top`` ``num_negatives`` of the window or a ``random`` subset of it
-(seeded). The window holds the
-range_max best survivors over the whole pool: the exact search (``mdr.evaluation.search``) is
-repeated deeper for the queries whose first candidates were too often excluded. ``method=random``
-draws negatives uniformly from the whole pool under the same exclusion rules (no window, no
-margin): the control arm that tells what the *mining* adds.
+NV-Retriever, arXiv 2407.15831, for the positive-aware margins). Candidates come in the order of
+their score. The ranks are counted over the candidates the exclusion rules let through (as
+sentence-transformers counts them after taking the positives out), down to ``range_max`` (null:
+range_min + num_negatives, or range_min + 10 * num_negatives when a margin is set: its rule); the
+exact search (``mdr.evaluation.search``) is repeated deeper for the queries whose first candidates
+were too often excluded, to at most max(2048, 4 * range_max) candidates. Within those ranks,
+``absolute_margin`` drops candidates with score + margin > positive score and ``relative_margin``
+those with score > positive score - |positive score| * margin (0.05: NV-Retriever's TopK-PercPos
+95 %); a dropped candidate keeps its rank, so a query whose positive scores below most of its
+nearest candidates gets fewer negatives, as in sentence-transformers. A text several examples share
+is offered once per query (``duplicate``: its best-ranked copy; in ``pivot`` mode, the text in the
+mining language). Of the survivors, ``range_min`` skips the first; ``sampling_strategy`` takes the
+``top`` ``num_negatives`` of the rest or a ``random`` subset of them (seeded). ``method=random``
+draws negatives uniformly from the whole pool under the same exclusion rules (no ranks, no margin):
+the control arm that tells what the *mining* adds.
 
 Memory stays bounded for 1M+ passages: embeddings are streamed to float32 memmaps on disk block by
 block (as ``mdr.evaluation.miracl``), queries are searched in blocks against the passage blocks,
@@ -79,6 +81,7 @@ KEPT, SAME_ID, SAME_TEXT, MISSING_LANGUAGE, MARGIN, DUPLICATE, NO_CANDIDATE = ra
 RULES = {SAME_ID: "same_id", SAME_TEXT: "same_text", MISSING_LANGUAGE: "missing_language", MARGIN: "margin",
          DUPLICATE: "duplicate"}
 FAISS_GPU_MAX_K = 2048  # faiss on a GPU returns at most this many neighbours per query
+MAX_SEARCH_DEPTH = 2048  # ranks searched at most per query (or 4 * range_max, if more)
 
 
 @dataclass(frozen=True)
@@ -266,15 +269,24 @@ class RuleCounts:
 
     scanned: int = 0
     dropped: dict[str, int] = field(default_factory=lambda: {name: 0 for name in RULES.values()})
+    depth_limited: int = 0  # queries whose search stopped at MAX_SEARCH_DEPTH before range_max ranks
 
-    def add(self, codes: np.ndarray) -> None:
+    def add(self, codes: np.ndarray, depth_limited: bool = False) -> None:
         self.scanned += int((codes != NO_CANDIDATE).sum())
+        self.depth_limited += int(depth_limited)
         for code, name in RULES.items():
             self.dropped[name] += int((codes == code).sum())
 
+    def merge(self, other: RuleCounts) -> None:
+        self.scanned += other.scanned
+        self.depth_limited += other.depth_limited
+        for name in RULES.values():
+            self.dropped[name] += other.dropped[name]
+
     def as_dict(self) -> dict:
         share = {name: (n / self.scanned if self.scanned else None) for name, n in self.dropped.items()}
-        return {"candidates": self.scanned, "dropped": dict(self.dropped), "dropped_share": share}
+        return {"candidates": self.scanned, "dropped": dict(self.dropped), "dropped_share": share,
+                "queries_depth_limited": self.depth_limited}
 
 
 # -- embeddings on disk
@@ -324,11 +336,10 @@ class EmbeddingStore:
         if not len(query_rows):
             return out
         lang = int(self.index.lang[query_rows[0]])
-        q = np.asarray(self.get(lang, "query")[self.position[query_rows]], dtype=np.float64)
+        q = np.asarray(self.get(lang, "query")[self.position[query_rows]])
         ok = passage_rows >= 0
-        p = np.asarray(self.get(lang, "passage")[self.position[np.where(ok, passage_rows, query_rows[:, None])].ravel()],
-                       dtype=np.float64).reshape(*passage_rows.shape, -1)
-        out[ok] = np.einsum("qd,qkd->qk", q, p)[ok]
+        p = np.asarray(self.get(lang, "passage")[self.position[np.where(ok, passage_rows, query_rows[:, None])].ravel()])
+        out[ok] = np.einsum("qd,qkd->qk", q, p.reshape(*passage_rows.shape, -1))[ok]
         return out
 
 
@@ -397,7 +408,8 @@ def _mine_hard(index, store, options, lang, rows, counts, rng, search, progress)
     queries, passages = store.get(lang, "query"), store.get(lang, "passage")
     end, n = options.window_end, options.num_negatives
     out = np.full((len(rows), n), -1, dtype=np.int64)
-    start_k = min(len(pool), end + 16)
+    # the search goes deeper only for excluded candidates, and no deeper than this (memory: queries x depth)
+    limit = min(len(pool), max(MAX_SEARCH_DEPTH, 4 * end))
     name, device = resolve_backend(search)
     faiss_on_gpu = name == "faiss" and device != "cpu"
     with tqdm(total=len(rows), desc=f"search {index.languages[lang]}", unit="query", disable=not progress) as bar:
@@ -406,23 +418,25 @@ def _mine_hard(index, store, options, lang, rows, counts, rng, search, progress)
             q = np.asarray(queries[store.position[block]])
             positive = np.einsum("qd,qd->q", q.astype(np.float64), np.asarray(passages[store.position[block]], dtype=np.float64))
             threshold = margin_threshold(positive, options)
-            pending, k = np.arange(len(block)), start_k
+            pending, k = np.arange(len(block)), min(limit, end + 16)
             while len(pending):
                 backend = "torch" if k > FAISS_GPU_MAX_K and faiss_on_gpu else search
                 scores, idx = exact_search(q[pending], store.blocks(lang), k, backend)
                 cand = np.where(idx >= 0, pool[np.maximum(idx, 0)], -1)
                 codes = classify(index, options.mode, index.example[block[pending]], cand, scores,
                                  None if threshold is None else threshold[pending])
-                kept = codes == KEPT
-                enough = kept.sum(1) >= end
-                done = enough | (k >= len(pool))  # the window is full, or the whole pool has been ranked
+                # ranks are counted over the candidates the exclusion rules let through; one above the
+                # margin takes its rank and is dropped (sentence-transformers' range_max)
+                ranked = (codes == KEPT) | (codes == MARGIN)
+                enough = ranked.sum(1) >= end
+                done = enough | (k >= limit)
                 for i in np.flatnonzero(done):
-                    ranks = np.flatnonzero(kept[i])
-                    last = ranks[end - 1] if enough[i] else codes.shape[1] - 1  # scanned down to here
-                    counts.add(codes[i, : last + 1])
-                    window = cand[i, ranks[options.range_min : end]]
+                    last = np.flatnonzero(ranked[i])[end - 1] if enough[i] else codes.shape[1] - 1  # scanned down to here
+                    counts.add(codes[i, : last + 1], depth_limited=not enough[i] and k < len(pool))
+                    survivors = np.flatnonzero(codes[i, : last + 1] == KEPT)
+                    window = cand[i, survivors[options.range_min :]]
                     out[start + pending[i], : min(n, len(window))] = _sample(window, n, options.sampling_strategy, rng)
-                pending, k = pending[~done], min(len(pool), 2 * k)
+                pending, k = pending[~done], min(limit, 2 * k)
             bar.update(len(block))
     return out
 
@@ -470,8 +484,8 @@ def _negatives_per_row(index: CorpusIndex, options: MiningOptions, searched: dic
     return negatives
 
 
-def _statistics(index: CorpusIndex, store: EmbeddingStore | None, negatives: np.ndarray, counts: dict[int, RuleCounts], n: int,
-                scored: list[int], block: int = 65536) -> dict:
+def _statistics(index: CorpusIndex, store: EmbeddingStore, negatives: np.ndarray, counts: dict[int, RuleCounts], n: int,
+                scored: list[int]) -> dict:
     """Per language: rows, negatives written, rows with fewer than n, mean positive and negative scores
     (when scored), and the candidates the searches in that language scanned and dropped, by rule."""
     per_language = {}
@@ -483,8 +497,8 @@ def _statistics(index: CorpusIndex, store: EmbeddingStore | None, negatives: np.
         if code in scored:
             pos_sum = neg_sum = 0.0
             neg_count = 0
-            for start in range(0, len(rows), block):
-                part = rows[start : start + block]
+            for start in range(0, len(rows), store.block_size):
+                part = rows[start : start + store.block_size]
                 pos_sum += float(np.nansum(store.pair_scores(part, part[:, None])))
                 neg = store.pair_scores(part, negatives[part])
                 neg_sum, neg_count = neg_sum + float(np.nansum(neg)), neg_count + int(np.isfinite(neg).sum())
@@ -495,9 +509,7 @@ def _statistics(index: CorpusIndex, store: EmbeddingStore | None, negatives: np.
         per_language[name] = entry
     total = RuleCounts()
     for c in counts.values():
-        total.scanned += c.scanned
-        for name in RULES.values():
-            total.dropped[name] += c.dropped[name]
+        total.merge(c)
     return {"per_language": per_language, "search": total.as_dict(),
             "rows_short": int(sum(e["rows_short"] for e in per_language.values()))}
 
