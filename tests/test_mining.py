@@ -260,7 +260,12 @@ def test_mined_files_train_through_parallel_files_with_one_hard_negative(corpus,
     results = train(compose_train(["model=tiny", "logger=none", "eval=none", "data=parallel_files", f"data.files={out / 'train.jsonl'}",
                                    "data.num_hard_negatives=1", f"data.cache_dir={corpus['cache']}", "data.batch_size=8",
                                    "data.num_workers=0", "trainer.max_steps=2", "trainer.enable_progress_bar=false"]))
-    assert results == {} and (tmp_path / "checkpoints" / "last.ckpt").exists()
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    assert results == {} and ckpt.exists()
+    # mined again by the trained checkpoint, with the model it stores
+    again = mine(compose_config("mine", ["data=parallel_files", f"data.files={corpus['train']}", f"ckpt={ckpt}", "out=again", "mining.relative_margin=null",
+                                         "progress=false"]))
+    assert again["model"]["ckpt"] == str(ckpt) and again["counts"]["negatives_written"] > 0
 
 
 def test_a_batch_carries_the_mined_negative_of_each_positive(corpus, tmp_path, monkeypatch):

@@ -363,6 +363,7 @@ def mine_negatives(corpus: datasets.Dataset, encoder, options: MiningOptions, wo
         raise ConfigError("mining needs an encoder: give model=<option> or ckpt=PATH (only mining=random with "
                           "mining.score=false needs none)")
     resolve_backend(search)  # a bad value fails before any encoding
+    logging.getLogger("faiss.contrib.exhaustive_search").setLevel(logging.WARNING)  # a timing line per search call
     if corpus._indices is not None:  # a selection of a table: the rows as they are seen, in one table
         corpus = corpus.flatten_indices()
     index = CorpusIndex.build(corpus)
