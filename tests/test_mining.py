@@ -199,7 +199,8 @@ def test_deterministic_with_a_seed_and_pivot_fallback_for_examples_without_the_p
     for options in (MiningOptions(sampling_strategy="random", range_max=15, num_negatives=3, seed=5),
                     MiningOptions(method="random", num_negatives=3, seed=5)):
         runs = [mine_negatives(corpus, BagOfWords(), options, block_size=8, progress=False) for _ in range(2)]
-        other = mine_negatives(corpus, BagOfWords(), MiningOptions(**{**options.__dict__, "seed": 6}), block_size=8, progress=False)
+        reseeded = MiningOptions(**{**options.__dict__, "seed": 6})
+        other = mine_negatives(corpus, BagOfWords(), reseeded, block_size=8, progress=False)
         assert np.array_equal(runs[0].negatives, runs[1].negatives)
         assert runs[0].statistics == runs[1].statistics
         assert not np.array_equal(runs[0].negatives, other.negatives)
@@ -216,9 +217,10 @@ def test_pivot_statistics_of_the_languages_not_searched_are_optional(tmp_path):
     full, lean = (mine_negatives(corpus, BagOfWords(), MiningOptions(score_every_language=every), progress=False)
                   for every in (True, False))
     assert np.array_equal(full.negatives, lean.negatives)
-    assert "negative_score" in full.statistics["per_language"]["de"] and "negative_score" not in lean.statistics["per_language"]["de"]
+    full_de, lean_de = full.statistics["per_language"]["de"], lean.statistics["per_language"]["de"]
+    assert "negative_score" in full_de and "negative_score" not in lean_de and "search" not in full_de
     assert full.statistics["per_language"]["en"] == lean.statistics["per_language"]["en"]
-    assert full.statistics["per_language"]["en"]["search"]["candidates"] > 0 and "search" not in full.statistics["per_language"]["de"]
+    assert full.statistics["per_language"]["en"]["search"]["candidates"] > 0
 
 
 def test_tsv_input_to_parquet_keeps_the_chosen_languages_and_says_what_it_drops(tmp_path, monkeypatch):
@@ -226,8 +228,8 @@ def test_tsv_input_to_parquet_keeps_the_chosen_languages_and_says_what_it_drops(
     rows = make_rows(12, ["de", "en", "zh"], seed=2, negatives=2)
     path = tmp_path / "c.tsv"
     header = ["id", "lang", "topic", "query", "positive", "negative_1", "negative_2"]
-    path.write_text("\n".join("\t".join(header if r is None else [r[h] if h in r else r["negatives"][int(h[-1]) - 1] for h in header])
-                              for r in [None, *rows]) + "\n")
+    lines = ["\t".join(header)] + ["\t".join([*(r[h] for h in header[:5]), *r["negatives"]]) for r in rows]
+    path.write_text("\n".join(lines) + "\n")
     record = mine(compose_config("mine", ["data=parallel_files", f"data.files={path}", "data.languages=[en,zh]", "out=out",
                                           "format=parquet", "mining=random", "mining.score=false", "progress=false"]))
     written = load_parallel_corpus("out/c.parquet", cache_dir=str(tmp_path / "cache"))
@@ -257,14 +259,15 @@ def test_mined_files_train_through_parallel_files_with_one_hard_negative(corpus,
         by_id[r["id"]].add(tuple(r["negative_ids"]))
     assert all(len(v) == 1 for v in by_id.values())  # pivot: the same ids in every language
 
-    results = train(compose_train(["model=tiny", "logger=none", "eval=none", "data=parallel_files", f"data.files={out / 'train.jsonl'}",
-                                   "data.num_hard_negatives=1", f"data.cache_dir={corpus['cache']}", "data.batch_size=8",
-                                   "data.num_workers=0", "trainer.max_steps=2", "trainer.enable_progress_bar=false"]))
+    results = train(compose_train(["model=tiny", "logger=none", "eval=none", "data=parallel_files",
+                                   f"data.files={out / 'train.jsonl'}", "data.num_hard_negatives=1",
+                                   f"data.cache_dir={corpus['cache']}", "data.batch_size=8", "data.num_workers=0",
+                                   "trainer.max_steps=2", "trainer.enable_progress_bar=false"]))
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
     assert results == {} and ckpt.exists()
     # mined again by the trained checkpoint, with the model it stores
-    again = mine(compose_config("mine", ["data=parallel_files", f"data.files={corpus['train']}", f"ckpt={ckpt}", "out=again", "mining.relative_margin=null",
-                                         "progress=false"]))
+    again = mine(compose_config("mine", ["data=parallel_files", f"data.files={corpus['train']}", f"ckpt={ckpt}", "out=again",
+                                         "mining.relative_margin=null", "progress=false"]))
     assert again["model"]["ckpt"] == str(ckpt) and again["counts"]["negatives_written"] > 0
 
 
@@ -288,7 +291,7 @@ def test_a_batch_carries_the_mined_negative_of_each_positive(corpus, tmp_path, m
 @pytest.mark.parametrize("overrides, message", [
     (["mining.mode=both"], r"mining\.mode must be one of \['pivot', 'per_language'\], got 'both'"),
     (["mining.pivot=fr"], r"mining\.pivot='fr' is not a language of the corpus \(its languages: \['ar', 'de', 'en', 'zh'\]\)"),
-    (["mining.range_max=4", "mining.range_min=2"], r"mining\.range_max=4 leaves 2 candidates after mining\.range_min=2, fewer than"),
+    (["mining.range_max=4", "mining.range_min=2"], r"mining\.range_max=4 leaves 2 candidates after mining\.range_min=2, fewer"),
     (["mining.relative_margin=1.5"], r"mining\.relative_margin must be in \[0, 1\], got 1\.5"),
     (["mining.num_negatives=0"], r"mining\.num_negatives must be >= 1, got 0"),
     (["mining.sampling_strategy=hardest"], r"mining\.sampling_strategy must be one of \['top', 'random'\]"),
@@ -303,6 +306,12 @@ def test_bad_options_are_one_error(corpus, tmp_path, monkeypatch, overrides, mes
     with pytest.raises(UserError, match=message):
         mine(compose_config("mine", mine_overrides(corpus["train"], tmp_path / "out", *overrides)))
     assert not (tmp_path / "out" / "mining_record.json").exists()
+
+
+def test_a_mixture_is_mined_one_corpus_at_a_time(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=r"data\.sources: mine each corpus of a mixture on its own"):
+        mine(compose_config("mine", ["model=tiny", "data=mixture", "out=out"]))
 
 
 def test_existing_output_and_the_input_itself_are_never_overwritten(corpus, tmp_path, monkeypatch):

@@ -61,7 +61,6 @@ from dataclasses import asdict, dataclass, field
 import datasets
 import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from mdr.errors import ConfigError, DataError, require_number
@@ -316,8 +315,9 @@ class EmbeddingStore:
         column = "query" if kind == "query" else "positive"
         name = self.index.languages[lang]
         path = os.path.join(self.folder, f"{lang}-{kind}.f32")
-        with open(path, "wb") as out, tqdm(total=len(rows), desc=f"encode {name} {'queries' if kind == 'query' else 'passages'}", unit="text",
-                                           disable=not self.progress) as bar:
+        what = "queries" if kind == "query" else "passages"
+        bar = tqdm(total=len(rows), desc=f"encode {name} {what}", unit="text", disable=not self.progress)
+        with open(path, "wb") as out, bar:
             for start in range(0, len(rows), self.block_size):
                 texts = self.corpus.data.table.column(column).take(rows[start : start + self.block_size]).to_pylist()
                 emb = finite_embeddings(self.encoder.encode(texts, kind, self.batch_size), "mining", f"{name} {kind}s")
@@ -397,7 +397,8 @@ def _searched_rows(index: CorpusIndex, options: MiningOptions) -> dict[int, np.n
         return {code: index.rows_of_language(code) for code in range(len(index.languages))}
     sizes = index.present.sum(0)
     pivot = index.languages.index(options.pivot)
-    order = [pivot] + sorted((c for c in range(len(index.languages)) if c != pivot), key=lambda c: (-sizes[c], index.languages[c]))
+    others = (c for c in range(len(index.languages)) if c != pivot)
+    order = [pivot] + sorted(others, key=lambda c: (-sizes[c], index.languages[c]))
     present = index.present[:, order]
     first = np.asarray(order)[present.argmax(1)]  # every example has at least one language
     return {code: np.sort(index.row_of[first == code, code]) for code in order}
@@ -469,7 +470,8 @@ def _draw_random(index, store, options, lang, rows, counts, rng, search, progres
     return out
 
 
-def _negatives_per_row(index: CorpusIndex, options: MiningOptions, searched: dict[int, np.ndarray], chosen: np.ndarray) -> np.ndarray:
+def _negatives_per_row(index: CorpusIndex, options: MiningOptions, searched: dict[int, np.ndarray],
+                       chosen: np.ndarray) -> np.ndarray:
     """Every row's negatives in its own language: per_language, the chosen rows themselves; pivot, the
     chosen examples' rows in the row's language (present by the missing_language rule)."""
     if options.mode == "per_language":

@@ -208,7 +208,8 @@ def mine(cfg: DictConfig) -> dict:
     if cfg.data.get("sources"):
         raise ConfigError("data.sources: mine each corpus of a mixture on its own (data=parallel_files data.files=...)")
     files = cfg.data.files
-    files = instantiate(files) if OmegaConf.is_dict(files) else (OmegaConf.to_container(files) if OmegaConf.is_list(files) else files)
+    if OmegaConf.is_dict(files) or OmegaConf.is_list(files):  # a corpus builder (data=mmarco), or a list of paths
+        files = instantiate(files) if OmegaConf.is_dict(files) else OmegaConf.to_container(files)
     model_config = OmegaConf.to_container(cfg.model, resolve=True) if cfg.get("model") else None
     encoder = None
     if cfg.get("ckpt"):
@@ -222,7 +223,8 @@ def mine(cfg: DictConfig) -> dict:
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     record = mine_corpus(files, cfg.out, options, encoder, model, languages=cfg.data.get("languages"),
                          cache_dir=cfg.data.get("cache_dir"), fmt=cfg.format, overwrite=cfg.overwrite, batch_size=cfg.batch_size,
-                         block_size=cfg.block_size, search=cfg.search, work_dir=cfg.work_dir, progress=cfg.progress, command=overrides)
+                         block_size=cfg.block_size, search=cfg.search, work_dir=cfg.work_dir, progress=cfg.progress,
+                         command=overrides)
     print("\n" + statistics_table(record["statistics"]))
     print(f"\nnegatives: {', '.join(record['output_files'])}\nrecord: {os.path.join(os.path.abspath(cfg.out), RECORD_FILE)}")
     return record
