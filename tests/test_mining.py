@@ -274,11 +274,13 @@ def test_mined_files_train_through_parallel_files_with_one_hard_negative(corpus,
 def test_a_batch_carries_the_mined_negative_of_each_positive(corpus, tmp_path, monkeypatch):
     from hydra.utils import instantiate
 
+    from mdr.data.loader import fingerprint
+
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "mined"
     mine(compose_config("mine", mine_overrides(corpus["train"], out, "mining.relative_margin=null", "format=parquet")))
     cfg = compose_train(["model=tiny", "data=parallel_files", f"data.files={out / 'train.parquet'}", "data.num_hard_negatives=1",
-                         f"data.cache_dir={corpus['cache']}", "data.batch_size=8", "data.num_workers=0", "sampler=xy"])
+                         f"data.cache_dir={corpus['cache']}", "data.batch_size=8", "data.num_workers=1", "sampler=xy"])
     dm = instantiate(cfg.data)(sampler=instantiate(cfg.sampler), tokenization=lambda texts, kind: list(texts), seed=0)
     dm.setup()
     batch = next(iter(dm.train_dataloader()))
@@ -286,6 +288,11 @@ def test_a_batch_carries_the_mined_negative_of_each_positive(corpus, tmp_path, m
     assert len(batch["passage"]) == 16
     for lang, positive, negative in zip(batch["passage_lang"], batch["passage"][:8], batch["passage"][8:]):
         assert negatives[(lang, positive)] == negative
+    # each passage carries its example id (a negative: its negative_ids entry) and the keys the loss masks with
+    ids = {(r["lang"], r["positive"]): (r["id"], r["negative_ids"][0]) for r in dm.corpus}
+    for lang, positive, own, negative in zip(batch["passage_lang"], batch["passage"][:8], batch["passage_id"][:8], batch["passage_id"][8:]):
+        assert ids[(lang, positive)] == (own, negative) and own != negative
+    assert batch["passage_keys"].tolist() == [[fingerprint(i), fingerprint(t)] for i, t in zip(batch["passage_id"], batch["passage"])]
 
 
 @pytest.mark.parametrize("overrides, message", [

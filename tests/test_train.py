@@ -152,6 +152,7 @@ def test_hard_negatives_reach_the_loss(corpus, tmp_path, monkeypatch):
     # B positives first, then each example's k negatives (cycled: the data has 1 per row)
     assert fetched["passage"][:2] == [ds[1]["positive"], ds[5]["positive"]]
     assert fetched["passage"][2:] == [ds[1]["negatives"][0]] * 2 + [ds[5]["negatives"][0]] * 2
+    assert fetched["passage_id"] == [ds[1]["id"], ds[5]["id"], None, None, None, None]  # no negative_ids: unknown
 
     monkeypatch.chdir(tmp_path)
     results = train(compose_train(base_overrides(corpus) + [f"data.files={train_file}", "data.num_hard_negatives=2",

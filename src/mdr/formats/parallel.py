@@ -7,6 +7,10 @@ A corpus is stored in *long* format, one row per (example, language):
     query     str        the question in that language
     positive  str        its relevant passage in that language
     negatives list[str]  optional hard negatives in that language
+    negative_ids list[str]  optional: the example id each negative belongs to (same length as
+                         ``negatives``; ``mine.py`` writes it). With it the loss also knows a
+                         negative that is a *translation* of another query's positive in the batch
+                         (``loss.mask_false_negatives``); without it only equal texts are known.
 
 Files may be JSON Lines (``.jsonl``), Parquet (``.parquet``) or TSV (``.tsv``, header row
 required; hard negatives go in extra columns whose names start with ``negative``). Any other
@@ -46,6 +50,7 @@ FEATURES = datasets.Features(
         "query": datasets.Value("string"),
         "positive": datasets.Value("string"),
         "negatives": datasets.Sequence(datasets.Value("string")),
+        "negative_ids": datasets.Sequence(datasets.Value("string")),  # null when the data has none
     }
 )
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".tsv": "tsv"}
@@ -83,7 +88,16 @@ def _check_row(row: dict, where: str) -> dict:
     negatives = row.get("negatives") or []
     if isinstance(negatives, str) or not all(isinstance(n, str) and n.strip() for n in negatives):
         raise DataError(f"{where}: 'negatives' must be a list of non-empty strings")
-    return {"id": row["id"], "lang": row["lang"], "query": row["query"], "positive": row["positive"], "negatives": list(negatives)}
+    negative_ids = row.get("negative_ids")
+    if negative_ids is not None:
+        if isinstance(negative_ids, str) or not all(isinstance(n, (str, int)) and str(n).strip() for n in negative_ids):
+            raise DataError(f"{where}: 'negative_ids' must be a list of non-empty strings (the negatives' example ids)")
+        if len(negative_ids) != len(negatives):
+            raise DataError(f"{where}: 'negative_ids' has {len(negative_ids)} entries but 'negatives' has {len(negatives)}; "
+                            "give one example id per negative, or leave 'negative_ids' out")
+        negative_ids = [str(n) for n in negative_ids]
+    return {"id": row["id"], "lang": row["lang"], "query": row["query"], "positive": row["positive"], "negatives": list(negatives),
+            "negative_ids": negative_ids}
 
 
 def _jsonl_rows(path: str) -> Iterator[dict]:
@@ -129,7 +143,7 @@ def _parquet_rows(path: str) -> Iterator[dict]:
     missing = [f for f in REQUIRED_FIELDS if f not in names]
     if missing:
         raise DataError(f"{path}: missing column(s) {missing}; found {names}")
-    columns = [c for c in (*REQUIRED_FIELDS, "negatives") if c in names]
+    columns = [c for c in (*REQUIRED_FIELDS, "negatives", "negative_ids") if c in names]
     offset = 0
     for batch in pf.iter_batches(columns=columns, batch_size=8192):
         for i, row in enumerate(batch.to_pylist()):
@@ -163,7 +177,8 @@ def load_parallel_corpus(
         languages: keep only these languages; each must occur in the data.
         cache_dir: where ``datasets`` keeps the Arrow table (default: its own cache).
 
-    Returns a Dataset with columns ``id, lang, query, positive, negatives``.
+    Returns a Dataset with columns ``id, lang, query, positive, negatives, negative_ids`` (null
+    where a row has no ``negative_ids``).
     Raises DataError naming the file and line of the first bad row, a duplicate (id, lang),
     or a requested language the data lacks.
     """
