@@ -69,6 +69,11 @@ def test_temperature_must_be_positive():
         InfoNCELoss(temperature=0)
 
 
+def test_mask_option_must_be_a_boolean():
+    with pytest.raises(ConfigError, match="loss.mask_false_negatives must be true or false, got 'yes'"):
+        InfoNCELoss(mask_false_negatives="yes")
+
+
 # -- the false-negative mask (loss.mask_false_negatives)
 
 def keys(*pairs):

@@ -81,6 +81,7 @@ def test_evaluate_a_trained_checkpoint_and_reject_another_model(corpus, tmp_path
         ("data.num_hard_negatives=2", r"have no 'negatives'"),
         ("model.pooling=max", r"model\.pooling must be one of"),
         ("loss.temperature=0", r"loss\.temperature must be > 0"),
+        ("loss.mask_false_negatives=yes", r"loss\.mask_false_negatives must be true or false, got 'yes'"),
         ("optim.grad_cache_chunk_size=4 trainer.accumulate_grad_batches=2", r"replaces trainer\.accumulate_grad_batches"),
         ("optim.grad_cache_chunk_size=0", r"optim\.grad_cache_chunk_size must be a positive integer"),
     ],

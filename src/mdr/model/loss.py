@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mdr.errors import require_number
+from mdr.errors import ConfigError, require_number
 
 
 class InfoNCELoss(nn.Module):
@@ -36,6 +36,8 @@ class InfoNCELoss(nn.Module):
         # learn log(1/tau) as CLIP does; clamped so that tau stays >= 0.01
         self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)), requires_grad=learnable_temperature)
         self.symmetric = symmetric
+        if not isinstance(mask_false_negatives, bool):
+            raise ConfigError(f"loss.mask_false_negatives must be true or false, got {mask_false_negatives!r}")
         self.mask_false_negatives = mask_false_negatives
 
     @property
