@@ -10,7 +10,8 @@ and texts as strings, and counts the ones the loss's mask, computed from the bat
 ``passage_keys`` as in training, does not remove (none, when the mask is on; all, when it is off).
 
     python benchmarks/negatives_in_batch.py --files /work/runs/22/mined/train.jsonl
-    python benchmarks/negatives_in_batch.py --files /work/runs/22/mined/train.jsonl --overrides experiment=demo loss.mask_false_negatives=false
+    python benchmarks/negatives_in_batch.py --files /work/runs/22/mined/train.jsonl \
+        --overrides experiment=demo loss.mask_false_negatives=false
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def count(files: str, sampler: str, seed: int, overrides: list[str], epochs: int
             n["queries"] += size
             n["negatives"] += len(texts) - size
             n["negatives false for a query"] += int(negative_hit.any(0).sum())
-            n["negatives verbatim"] += sum(any(texts[size + j] == texts[i] for i in range(size)) for j in range(len(texts) - size))
+            positives = set(texts[:size])
+            n["negatives verbatim"] += sum(text in positives for text in texts[size:])
             n["pairs"] += int(truth.sum())
             n["pairs with a positive"] += int(truth[:, :size].sum())
             n["queries hurt"] += int(truth.any(1).sum())

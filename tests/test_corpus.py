@@ -127,8 +127,10 @@ def jsonl_lines(tmp_path, *lines: str):
         (json.dumps({**GOOD, "id": "2", "negatives": "one"}), r"bad\.jsonl:2: 'negatives' must be a list"),
         (json.dumps({**GOOD, "id": "2", "negatives": ["a", "b"], "negative_ids": ["7"]}),
          r"bad\.jsonl:2: 'negative_ids' has 1 entries but 'negatives' has 2"),
-        (json.dumps({**GOOD, "id": "2", "negatives": ["a"], "negative_ids": "7"}), r"bad\.jsonl:2: 'negative_ids' must be a list"),
-        (json.dumps({**GOOD, "id": "2", "negatives": ["a"], "negative_ids": [" "]}), r"bad\.jsonl:2: 'negative_ids' must be a list"),
+        (json.dumps({**GOOD, "id": "2", "negatives": ["a"], "negative_ids": "7"}),
+         r"bad\.jsonl:2: 'negative_ids' must be a list"),
+        (json.dumps({**GOOD, "id": "2", "negatives": ["a"], "negative_ids": [" "]}),
+         r"bad\.jsonl:2: 'negative_ids' must be a list"),
         (json.dumps(GOOD), r"duplicate id '1' in language 'en'"),
     ],
 )

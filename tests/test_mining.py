@@ -290,9 +290,11 @@ def test_a_batch_carries_the_mined_negative_of_each_positive(corpus, tmp_path, m
         assert negatives[(lang, positive)] == negative
     # each passage carries its example id (a negative: its negative_ids entry) and the keys the loss masks with
     ids = {(r["lang"], r["positive"]): (r["id"], r["negative_ids"][0]) for r in dm.corpus}
-    for lang, positive, own, negative in zip(batch["passage_lang"], batch["passage"][:8], batch["passage_id"][:8], batch["passage_id"][8:]):
+    for lang, positive, own, negative in zip(batch["passage_lang"], batch["passage"][:8], batch["passage_id"][:8],
+                                             batch["passage_id"][8:]):
         assert ids[(lang, positive)] == (own, negative) and own != negative
-    assert batch["passage_keys"].tolist() == [[fingerprint(i), fingerprint(t)] for i, t in zip(batch["passage_id"], batch["passage"])]
+    want = [[fingerprint(i), fingerprint(t)] for i, t in zip(batch["passage_id"], batch["passage"])]
+    assert batch["passage_keys"].tolist() == want
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -144,7 +144,8 @@ def _rank(rank: int, init_file: str, out: str) -> None:
     mine = slice(rank * B, (rank + 1) * B)
     local = POSITIVES[mine] + NEGATIVES[mine]  # this rank's block: [B positives, B negatives]
     keys = passage_keys([t for _, t in local], [i for i, _ in local])
-    results = {sym: _masked_loss(_module(rank, 2, sym), q[mine], torch.cat([p[mine], p[2 * B:][mine]]), keys) for sym in (False, True)}
+    block = torch.cat([p[mine], p[2 * B:][mine]])
+    results = {sym: _masked_loss(_module(rank, 2, sym), q[mine], block, keys) for sym in (False, True)}
     torch.save(results, f"{out}/{rank}.pt")
     torch.distributed.destroy_process_group()
 

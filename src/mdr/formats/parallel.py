@@ -96,8 +96,8 @@ def _check_row(row: dict, where: str) -> dict:
             raise DataError(f"{where}: 'negative_ids' has {len(negative_ids)} entries but 'negatives' has {len(negatives)}; "
                             "give one example id per negative, or leave 'negative_ids' out")
         negative_ids = [str(n) for n in negative_ids]
-    return {"id": row["id"], "lang": row["lang"], "query": row["query"], "positive": row["positive"], "negatives": list(negatives),
-            "negative_ids": negative_ids}
+    return {"id": row["id"], "lang": row["lang"], "query": row["query"], "positive": row["positive"],
+            "negatives": list(negatives), "negative_ids": negative_ids}
 
 
 def _jsonl_rows(path: str) -> Iterator[dict]:

@@ -114,7 +114,8 @@ class BiEncoderModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         if self.automatic_optimization:
-            loss, accuracy = self._loss(self.encoder(**batch["query"]), self.encoder(**batch["passage"]), batch.get("passage_keys"))
+            q, p = self.encoder(**batch["query"]), self.encoder(**batch["passage"])
+            loss, accuracy = self._loss(q, p, batch.get("passage_keys"))
             self._stop_if_diverged(loss)  # before backward: the weights stay those of the last good step
         else:
             loss, accuracy = self._grad_cache_step(batch)
