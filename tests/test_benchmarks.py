@@ -80,3 +80,26 @@ def test_realistic_length_batches_and_their_length_groups():
     assert spread(grouped) < spread(plain) / 2
     fixed = gpu_throughput.random_inputs([5, 9], vocab=1000 + 50, device=torch.device("cpu"), pad_multiple=8)
     assert fixed["input_ids"].shape == (2, 16) and fixed["attention_mask"].sum(1).tolist() == [5, 9]
+
+
+@pytest.mark.parametrize("sampler", ["xx", "xy"])
+def test_in_batch_false_negatives_are_found_and_all_masked(tmp_path, sampler):
+    """Every example's hard negative is the next example's positive, in the row's language, with its id: in
+    X-X batches a verbatim copy, in X-Y batches mostly a translation of the next example's positive. The
+    loss's mask leaves none of them in, masks nothing else, and with the option off masks nothing."""
+    from benchmarks.negatives_in_batch import count
+    from tests.helpers import make_rows, write_jsonl
+
+    rows = make_rows(24, ["de", "en", "zh"], seed=4)
+    positive = {(r["id"], r["lang"]): r["positive"] for r in rows}
+    for r in rows:
+        nxt = f"ex{(int(r['id'][2:]) + 1) % 24:04d}"
+        r["negatives"], r["negative_ids"] = [positive[(nxt, r["lang"])]], [nxt]
+    files = str(write_jsonl(tmp_path / "neg.jsonl", rows))
+    common = ["data.batch_size=8", f"data.cache_dir={tmp_path / 'cache'}"]
+    on = count(files, sampler, 0, common, epochs=1)
+    off = count(files, sampler, 0, [*common, "loss.mask_false_negatives=false"], epochs=1)
+    assert on["negatives false for a query"] > 0 and on["pairs"] > 0
+    assert (on["negatives verbatim"] == on["negatives false for a query"]) == (sampler == "xx")  # X-Y: translations too
+    assert on["left unmasked"] == 0 and on["masked, not false"] == 0
+    assert off["left unmasked"] == off["pairs"] == on["pairs"]

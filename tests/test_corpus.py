@@ -19,7 +19,11 @@ LANGS = ["ar", "de", "en", "zh"]
 
 @pytest.fixture
 def rows():
-    return make_rows(30, LANGS, coverage={"ar": 0.6, "zh": 0.8}, seed=3, negatives=2)
+    rows = make_rows(30, LANGS, coverage={"ar": 0.6, "zh": 0.8}, seed=3, negatives=2)
+    for i, r in enumerate(rows):  # the negatives' example ids (mine.py writes them), on every other row
+        if i % 2:
+            r["negative_ids"] = [f"ex{(i + 7) % 30:04d}", f"ex{(i + 11) % 30:04d}"]
+    return rows
 
 
 def write(tmp_path, name: str, rows: list[dict]):
@@ -28,7 +32,8 @@ def write(tmp_path, name: str, rows: list[dict]):
     if name.endswith(".jsonl"):
         return write_jsonl(path, rows)
     if name.endswith(".parquet"):
-        pd.DataFrame([{**{c: r[c] for c in cols}, "negatives": r.get("negatives", [])} for r in rows]).to_parquet(path)
+        pd.DataFrame([{**{c: r[c] for c in cols}, "negatives": r.get("negatives", []), "negative_ids": r.get("negative_ids")}
+                      for r in rows]).to_parquet(path)
         return path
     with open(path, "w", encoding="utf-8") as fh:  # TSV: hard negatives in negative_* columns
         fh.write("\t".join(cols + ["negative_1", "negative_2"]) + "\n")
@@ -41,8 +46,10 @@ def write(tmp_path, name: str, rows: list[dict]):
 def test_every_format_round_trips(tmp_path, rows, fmt):
     ds = load_parallel_corpus(str(write(tmp_path, f"c.{fmt}", rows)), cache_dir=str(tmp_path / "cache"))
     got = ds.to_list()
-    want = [{k: r[k] for k in ("id", "lang", "query", "positive", "negatives")} for r in rows]
+    want = [{**{k: r[k] for k in ("id", "lang", "query", "positive", "negatives")},
+             "negative_ids": r.get("negative_ids") if fmt != "tsv" else None} for r in rows]  # TSV has no negative_ids
     assert got == want
+    assert fmt == "tsv" or sum(r["negative_ids"] is not None for r in got) == len(rows) // 2
 
 
 def test_mixed_formats_and_globs(tmp_path, rows):
@@ -118,6 +125,12 @@ def jsonl_lines(tmp_path, *lines: str):
         (json.dumps({**GOOD, "id": "2", "positive": ""}), r"bad\.jsonl:2: empty 'positive'"),
         (json.dumps({**GOOD, "id": "2", "query": 7}), r"bad\.jsonl:2: field 'query' must be a string, got int"),
         (json.dumps({**GOOD, "id": "2", "negatives": "one"}), r"bad\.jsonl:2: 'negatives' must be a list"),
+        (json.dumps({**GOOD, "id": "2", "negatives": ["a", "b"], "negative_ids": ["7"]}),
+         r"bad\.jsonl:2: 'negative_ids' has 1 entries but 'negatives' has 2"),
+        (json.dumps({**GOOD, "id": "2", "negatives": ["a"], "negative_ids": "7"}),
+         r"bad\.jsonl:2: 'negative_ids' must be a list"),
+        (json.dumps({**GOOD, "id": "2", "negatives": ["a"], "negative_ids": [" "]}),
+         r"bad\.jsonl:2: 'negative_ids' must be a list"),
         (json.dumps(GOOD), r"duplicate id '1' in language 'en'"),
     ],
 )

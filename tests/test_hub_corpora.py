@@ -308,7 +308,7 @@ def test_squadshifts_becomes_an_english_validation_corpus_one_question_per_parag
     assert set(ds["lang"]) == {"en"} and len(ds) == 10  # 5 distinct paragraphs per domain
     assert len(set(ds["positive"])) == len(ds)  # no two examples share a passage
     assert ds[0] == {"id": "new_wiki-new_wiki0", "lang": "en", "query": "q0 new_wiki?", "positive": "paragraph 0 of new_wiki",
-                     "negatives": []}
+                     "negatives": [], "negative_ids": None}
     with pytest.raises(DataError, match=r"SQuADShifts file missing: .*amazon/qa_squadshifts-validation\.parquet"):
         build_squadshifts(["amazon"], path=str(path))
     with pytest.raises(DataError, match=r"SQuADShifts has no domain\(s\) \['wiki'\]"):

@@ -81,6 +81,7 @@ def test_evaluate_a_trained_checkpoint_and_reject_another_model(corpus, tmp_path
         ("model.pooling=max", r"model\.pooling must be one of"),
         ("loss.temperature=0", r"loss\.temperature must be > 0"),
         ("loss.in_batch_positives=false", r"Eq\. 1\) needs hard negatives: set data\.num_hard_negatives >= 1"),
+        ("loss.mask_false_negatives=yes", r"loss\.mask_false_negatives must be true or false, got 'yes'"),
         ("optim.grad_cache_chunk_size=4 trainer.accumulate_grad_batches=2", r"replaces trainer\.accumulate_grad_batches"),
         ("optim.grad_cache_chunk_size=0", r"optim\.grad_cache_chunk_size must be a positive integer"),
     ],
@@ -154,6 +155,7 @@ def test_hard_negatives_reach_the_loss(corpus, tmp_path, monkeypatch):
     # B positives first, then each example's k negatives (cycled: the data has 1 per row)
     assert fetched["passage"][:2] == [ds[1]["positive"], ds[5]["positive"]]
     assert fetched["passage"][2:] == [ds[1]["negatives"][0]] * 2 + [ds[5]["negatives"][0]] * 2
+    assert fetched["passage_id"] == [ds[1]["id"], ds[5]["id"], None, None, None, None]  # no negative_ids: unknown
 
     monkeypatch.chdir(tmp_path)
     results = train(compose_train(base_overrides(corpus) + [f"data.files={train_file}", "data.num_hard_negatives=2",

@@ -1,8 +1,8 @@
-"""What ``train.py``, ``evaluate.py`` and ``export.py`` do, as functions of a composed Hydra config.
+"""What ``train.py``, ``evaluate.py``, ``export.py`` and ``mine.py`` do, as functions of a composed Hydra config.
 
-In:  a config composed from ``conf/`` (``train.yaml``, ``evaluate.yaml``, ``export.yaml``).
-Out: the evaluation results (``{eval set: results}``) or the exported folder; the run folder
-     holds the checkpoints, ``results.json`` and the logger's files.
+In:  a config composed from ``conf/`` (``train.yaml``, ``evaluate.yaml``, ``export.yaml``, ``mine.yaml``).
+Out: the evaluation results (``{eval set: results}``), the exported folder, or the mining record;
+     the run folder holds the checkpoints, ``results.json`` and the logger's files.
 
 These are the recipes that wire the layers together (model, data, evaluation); each layer knows
 nothing of the others. Callable from Python as well: compose a config with Hydra's ``compose``
@@ -34,6 +34,7 @@ from mdr.evaluation.evaluator import RetrievalEvaluator
 from mdr.evaluation.report import markdown_table, result_rows, results_report
 from mdr.formats.results import RESULTS_FILE, read_json, train_results_path, write_results
 from mdr.loggers import build_loggers, finish_loggers
+from mdr.mining import RECORD_FILE, MiningOptions, mine_corpus, statistics_table
 from mdr.model.checkpoint import AtomicCheckpointIO, load_checkpoint_encoder, read_checkpoint, weights_mismatch
 from mdr.model.encoder import Encoder
 from mdr.model.export import write_sentence_transformers_folder
@@ -245,3 +246,31 @@ def export(cfg: DictConfig) -> str:
     out = export_checkpoint(cfg.ckpt, cfg.out, model)
     print(f"exported {cfg.ckpt} -> {out}")
     return out
+
+
+def mine(cfg: DictConfig) -> dict:
+    """``mine.py``: negatives for a parallel corpus (``mdr.mining``), written to ``cfg.out`` with their record."""
+    options = MiningOptions.from_config(OmegaConf.to_container(cfg.mining, resolve=True))
+    if cfg.data.get("sources"):
+        raise ConfigError("data.sources: mine each corpus of a mixture on its own (data=parallel_files data.files=...)")
+    files = cfg.data.files
+    if OmegaConf.is_dict(files) or OmegaConf.is_list(files):  # a corpus builder (data=mmarco), or a list of paths
+        files = instantiate(files) if OmegaConf.is_dict(files) else OmegaConf.to_container(files)
+    model_config = OmegaConf.to_container(cfg.model, resolve=True) if cfg.get("model") else None
+    encoder = None
+    if cfg.get("ckpt"):
+        encoder, model_config = load_checkpoint_encoder(cfg.ckpt, model_config)
+    elif model_config and options.needs_encoder:
+        encoder = instantiate(cfg.model)
+    if encoder is not None and torch.cuda.is_available():
+        encoder.cuda()
+    choice = run_choices(cfg).get("model") if HydraConfig.initialized() else None
+    model = {"option": choice, "name_or_path": encoder.name_or_path, "ckpt": cfg.get("ckpt")} if encoder else None
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    record = mine_corpus(files, cfg.out, options, encoder, model, languages=cfg.data.get("languages"),
+                         cache_dir=cfg.data.get("cache_dir"), fmt=cfg.format, overwrite=cfg.overwrite, batch_size=cfg.batch_size,
+                         block_size=cfg.block_size, search=cfg.search, work_dir=cfg.work_dir, progress=cfg.progress,
+                         command=overrides)
+    print("\n" + statistics_table(record["statistics"]))
+    print(f"\nnegatives: {', '.join(record['output_files'])}\nrecord: {os.path.join(os.path.abspath(cfg.out), RECORD_FILE)}")
+    return record

@@ -5,6 +5,9 @@ of ``mdr.data.samplers``. A batch is a dict::
 
     query, passage   tokenised inputs (dynamic padding); passage holds the B positives first, then
                      B * num_hard_negatives hard negatives (example i's negatives in a block)
+    passage_id       list of the passages' example ids (None where unknown: a negative without ``negative_ids``)
+    passage_keys     int64 tensor [B * (1 + num_hard_negatives), 2]: per passage, fingerprints of its example
+                     id (0: unknown) and text, for the loss's false-negative mask (``mdr.data.loader``)
     query_lang, passage_lang   list[str] of length B
     kind             "xx", "xy" or "mixed": what the sampler drew
     source           the source corpus's name under ``data.sources``, else None

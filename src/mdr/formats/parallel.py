@@ -7,6 +7,10 @@ A corpus is stored in *long* format, one row per (example, language):
     query     str        the question in that language
     positive  str        its relevant passage in that language
     negatives list[str]  optional hard negatives in that language
+    negative_ids list[str]  optional: the example id each negative belongs to (same length as
+                         ``negatives``; ``mine.py`` writes it). With it the loss also knows a
+                         negative that is a *translation* of another query's positive in the batch
+                         (``loss.mask_false_negatives``); without it only equal texts are known.
 
 Files may be JSON Lines (``.jsonl``), Parquet (``.parquet``) or TSV (``.tsv``, header row
 required; hard negatives go in extra columns whose names start with ``negative``). Any other
@@ -16,6 +20,10 @@ column is ignored. Not every example needs every language.
 writes the rows once to a memory-mapped Hugging Face ``datasets`` Arrow table, so memory does
 not grow with the corpus. Training (``mdr.data``) and held-out evaluation sets
 (``mdr.evaluation.pools.parallel_eval``) both read it.
+
+``source_rows`` reads a file's rows again as they are (every field, in the order the loader read
+them) and ``ParallelFileWriter`` writes rows back as JSONL or Parquet: how ``mine.py``
+(``mdr.mining``) writes a corpus with its ``negatives`` filled.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import csv
 import glob
 import json
 import os
+import tempfile
 from collections.abc import Iterator, Sequence
 
 import datasets
@@ -41,6 +50,7 @@ FEATURES = datasets.Features(
         "query": datasets.Value("string"),
         "positive": datasets.Value("string"),
         "negatives": datasets.Sequence(datasets.Value("string")),
+        "negative_ids": datasets.Sequence(datasets.Value("string")),  # null when the data has none
     }
 )
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".tsv": "tsv"}
@@ -78,7 +88,16 @@ def _check_row(row: dict, where: str) -> dict:
     negatives = row.get("negatives") or []
     if isinstance(negatives, str) or not all(isinstance(n, str) and n.strip() for n in negatives):
         raise DataError(f"{where}: 'negatives' must be a list of non-empty strings")
-    return {"id": row["id"], "lang": row["lang"], "query": row["query"], "positive": row["positive"], "negatives": list(negatives)}
+    negative_ids = row.get("negative_ids")
+    if negative_ids is not None:
+        if isinstance(negative_ids, str) or not all(isinstance(n, (str, int)) and str(n).strip() for n in negative_ids):
+            raise DataError(f"{where}: 'negative_ids' must be a list of non-empty strings (the negatives' example ids)")
+        if len(negative_ids) != len(negatives):
+            raise DataError(f"{where}: 'negative_ids' has {len(negative_ids)} entries but 'negatives' has {len(negatives)}; "
+                            "give one example id per negative, or leave 'negative_ids' out")
+        negative_ids = [str(n) for n in negative_ids]
+    return {"id": row["id"], "lang": row["lang"], "query": row["query"], "positive": row["positive"],
+            "negatives": list(negatives), "negative_ids": negative_ids}
 
 
 def _jsonl_rows(path: str) -> Iterator[dict]:
@@ -124,7 +143,7 @@ def _parquet_rows(path: str) -> Iterator[dict]:
     missing = [f for f in REQUIRED_FIELDS if f not in names]
     if missing:
         raise DataError(f"{path}: missing column(s) {missing}; found {names}")
-    columns = [c for c in (*REQUIRED_FIELDS, "negatives") if c in names]
+    columns = [c for c in (*REQUIRED_FIELDS, "negatives", "negative_ids") if c in names]
     offset = 0
     for batch in pf.iter_batches(columns=columns, batch_size=8192):
         for i, row in enumerate(batch.to_pylist()):
@@ -158,7 +177,8 @@ def load_parallel_corpus(
         languages: keep only these languages; each must occur in the data.
         cache_dir: where ``datasets`` keeps the Arrow table (default: its own cache).
 
-    Returns a Dataset with columns ``id, lang, query, positive, negatives``.
+    Returns a Dataset with columns ``id, lang, query, positive, negatives, negative_ids`` (null
+    where a row has no ``negative_ids``).
     Raises DataError naming the file and line of the first bad row, a duplicate (id, lang),
     or a requested language the data lacks.
     """
@@ -205,3 +225,102 @@ def _check_unique(ds: datasets.Dataset, paths: list[str]) -> None:
             f"duplicate id {first['id']!r} in language {first['lang']!r} in {paths}: "
             f"each (id, lang) pair must appear once ({int(dup.sum())} duplicate row(s))"
         )
+
+
+# -- rewriting a corpus (mine.py): the rows as they are, then written back with new fields
+
+WRITE_FORMATS = {"jsonl": ".jsonl", "parquet": ".parquet"}
+
+
+def file_format(path: str) -> str:
+    """``jsonl``, ``parquet`` or ``tsv``: how ``path`` is read (by its extension)."""
+    return FORMATS[os.path.splitext(path)[1].lower()]
+
+
+def source_rows(path: str) -> Iterator[dict]:
+    """Every row of ``path`` with all its fields, in the order ``load_parallel_corpus`` reads them
+    (rows already validated by it). TSV rows lose their ``negative…`` columns."""
+    kind = file_format(path)
+    if kind == "jsonl":
+        for _, line in text_lines(path):
+            if line.strip():
+                yield json.loads(line)
+    elif kind == "parquet":
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=8192):
+            yield from batch.to_pylist()
+    else:
+        reader = csv.reader((line for _, line in text_lines(path, newline="")), delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(reader)
+        for values in reader:
+            if values:
+                yield {k: v for k, v in zip(header, values) if not k.startswith("negative")}
+
+
+class ParallelFileWriter:
+    """Writes rows (dicts) to a JSONL or Parquet file: to a temporary file beside it, renamed when
+    ``close()`` succeeds, so a failed run never leaves half a corpus under the final name.
+
+    Parquet keeps the fields of ``FEATURES`` plus ``list_fields`` (lists of strings) and the fields
+    ``arrow_schema`` gives (the input's own columns when it is Parquet); any other field is left
+    out and named in ``dropped_fields`` (JSONL keeps every field)."""
+
+    def __init__(self, path: str, fmt: str, list_fields: Sequence[str] = (), arrow_schema: pa.Schema | None = None,
+                 chunk_rows: int = 8192) -> None:
+        if fmt not in WRITE_FORMATS:
+            raise DataError(f"output format must be one of {sorted(WRITE_FORMATS)}, got {fmt!r}")
+        self.path, self.fmt, self.chunk_rows = path, fmt, chunk_rows
+        self.dropped_fields: set[str] = set()
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".partial")
+        os.close(fd)
+        self._rows: list[dict] = []
+        self._writer: pq.ParquetWriter | None = None
+        self._jsonl = open(self._tmp, "w", encoding="utf-8") if fmt == "jsonl" else None
+        if fmt == "parquet":
+            fields = {f.name: f.type for f in (arrow_schema or [])}
+            fields.update({name: pa.string() for name in REQUIRED_FIELDS})
+            fields.update({name: pa.list_(pa.string()) for name in ("negatives", *list_fields)})
+            self.schema = pa.schema(list(fields.items()))
+
+    def write(self, row: dict) -> None:
+        if self._jsonl is not None:
+            self._jsonl.write(json.dumps(row, ensure_ascii=False) + "\n")
+            return
+        self.dropped_fields.update(k for k in row if k not in self.schema.names)
+        self._rows.append(row)
+        if len(self._rows) >= self.chunk_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._rows:
+            return
+        table = pa.Table.from_pylist(self._rows, schema=self.schema)
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._tmp, self.schema)
+        self._writer.write_table(table)
+        self._rows = []
+
+    def close(self) -> None:
+        """Finish the file and give it its final name."""
+        if self._jsonl is not None:
+            self._jsonl.close()
+        else:
+            self._flush()
+            if self._writer is None:  # no rows: an empty file with the schema
+                pq.write_table(self.schema.empty_table(), self._tmp)
+            else:
+                self._writer.close()
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self._tmp, 0o666 & ~umask)
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        """Drop the temporary file (a failed run)."""
+        if self._jsonl is not None:
+            self._jsonl.close()
+        if self._writer is not None:
+            self._writer.close()
+        if os.path.exists(self._tmp):
+            os.remove(self._tmp)

@@ -9,7 +9,9 @@ Out: logged ``train/loss``, ``train/accuracy`` (in-batch top-1), ``train/tempera
      example, drawn so far.
 
 Under DDP, passages (and, for the symmetric loss, queries) are gathered from every rank with
-gradients, so each query is scored against the whole global batch.
+gradients, so each query is scored against the whole global batch; the passages' keys
+(``passage_keys``: example id and text fingerprints, for the loss's false-negative mask) are gathered
+with them.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from mdr.model.optim import adamw
 class BiEncoderModule(L.LightningModule):
     """Args:
     encoder: the shared query/passage encoder.
-    loss: InfoNCE (temperature, learnable, symmetric, in-batch positives or the paper's Eq. 1).
+    loss: InfoNCE (temperature, learnable, symmetric, in-batch positives or the paper's Eq. 1,
+        false-negative mask).
     lr, weight_decay: AdamW.
     warmup_ratio: share of all optimizer steps spent in linear warm-up, then linear decay to 0.
     model_config: the resolved ``model`` config, stored in checkpoints to rebuild the encoder.
@@ -80,10 +83,10 @@ class BiEncoderModule(L.LightningModule):
         self.drawn: Counter[str] = Counter()
         self.last_finite_loss: tuple[int, float] | None = None  # (step, loss), for the divergence message
 
-    def _gather(self, x: torch.Tensor) -> torch.Tensor:
+    def _gather(self, x: torch.Tensor, sync_grads: bool = True) -> torch.Tensor:
         if self.trainer is None or self.trainer.world_size == 1:
             return x
-        return self.all_gather(x, sync_grads=True).flatten(0, 1)
+        return self.all_gather(x, sync_grads=sync_grads).flatten(0, 1)
 
     def on_fit_start(self) -> None:
         # from_pretrained returns the model in eval mode; fine-tune with its dropout, as HF and
@@ -96,7 +99,8 @@ class BiEncoderModule(L.LightningModule):
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         torch.manual_seed(self.seed * 1_000_003 + self.global_step)
 
-    def _loss(self, q: torch.Tensor, p: torch.Tensor, validation: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def _loss(self, q: torch.Tensor, p: torch.Tensor, p_keys: torch.Tensor | None = None,
+              validation: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         rank = self.global_rank if self.trainer is not None else 0
         # every rank's block is [B positives, B*k negatives]; query i of this rank -> its positive
         block = p.shape[0]
@@ -110,11 +114,19 @@ class BiEncoderModule(L.LightningModule):
                 # validation batches have no hard negatives (nor had the paper's SQuADShifts ones):
                 # Eq. 1 would be 0 there, so they are scored against every passage of the batch
                 positives = torch.zeros_like(positives)
-        return self.loss(q, p_all, targets, q_all=q_all, q_offset=rank * len(q), positives=positives)
+        q_all_targets = None
+        if q_all is not None:  # query j of the global batch (rank j // B) -> its positive
+            j = torch.arange(len(q_all), device=q.device)
+            q_all_targets = j // len(q) * block + j % len(q)
+        if p_keys is not None:
+            p_keys = self._gather(p_keys.to(q.device), sync_grads=False)
+        return self.loss(q, p_all, targets, q_all=q_all, q_offset=rank * len(q), positives=positives, p_keys=p_keys,
+                         q_all_targets=q_all_targets)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         if self.automatic_optimization:
-            loss, accuracy = self._loss(self.encoder(**batch["query"]), self.encoder(**batch["passage"]))
+            q, p = self.encoder(**batch["query"]), self.encoder(**batch["passage"])
+            loss, accuracy = self._loss(q, p, batch.get("passage_keys"))
             self._stop_if_diverged(loss)  # before backward: the weights stay those of the last good step
         else:
             loss, accuracy = self._grad_cache_step(batch)
@@ -129,7 +141,8 @@ class BiEncoderModule(L.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         """In-batch InfoNCE on a fixed validation batch (dropout off), logged as ``val/loss``: the
         mean over the validation batches, the quantity model selection and early stopping watch."""
-        loss, accuracy = self._loss(self.encoder(**batch["query"]), self.encoder(**batch["passage"]), validation=True)
+        loss, accuracy = self._loss(self.encoder(**batch["query"]), self.encoder(**batch["passage"]), batch.get("passage_keys"),
+                                    validation=True)
         bs = len(batch["query_lang"])
         self.log("val/loss", loss, batch_size=bs, sync_dist=True)
         self.log("val/accuracy", accuracy, batch_size=bs, sync_dist=True)
@@ -141,7 +154,8 @@ class BiEncoderModule(L.LightningModule):
         # no DDP sync on the many chunk backwards: one all-reduce of the summed gradients instead
         with ddp.no_sync() if hasattr(ddp, "no_sync") else contextlib.nullcontext():
             loss, accuracy = grad_cache_step(
-                self.encoder, batch["query"], batch["passage"], self._loss, self.grad_cache_chunk_size,
+                self.encoder, batch["query"], batch["passage"], lambda q, p: self._loss(q, p, batch.get("passage_keys")),
+                self.grad_cache_chunk_size,
                 backward=lambda t, g: self.manual_backward(t, gradient=g),
             )
         self._stop_if_diverged(loss)  # before the optimizer step
