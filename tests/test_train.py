@@ -161,7 +161,9 @@ def test_hard_negatives_reach_the_loss(corpus, tmp_path, monkeypatch):
     results = train(compose_train(base_overrides(corpus) + [f"data.files={train_file}", "data.num_hard_negatives=2",
                                                            "trainer.fast_dev_run=1"]))
     check_results(results)
-    # the paper's Eq. 1 (own positive + hard negatives, temperature 1), with a validation loss
+    # the paper's Eq. 1 (own positive + hard negatives, temperature 1), with a validation loss, in its own run folder
+    (tmp_path / "eq1").mkdir()
+    monkeypatch.chdir(tmp_path / "eq1")
     eq1 = train(compose_train(base_overrides(corpus) + [f"data.files={train_file}", "data.num_hard_negatives=1",
                                                        "loss.in_batch_positives=false", "loss.temperature=1", "data.val_split=0.2",
                                                        "trainer.fast_dev_run=1"]))
