@@ -104,7 +104,7 @@ def main() -> None:
         sds = [args.seed_sd] if args.seed_sd is not None else [0.0, 0.003, 0.005]
         grid = [dict(base=base, questions=args.questions or 300, languages=args.languages or 5, seed_sd=sd,
                      noise_sd=args.noise_sd, rho=args.rho) for sd in sds]
-    print(f"| questions | languages | seeds | seed sd | noise sd | rho | effect | marked, seeds and questions | marked, queries only | seconds |")
+    print("| questions | languages | seeds | seed sd | noise sd | rho | effect | marked, seeds and questions | marked, queries only | seconds |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for p in grid:
         start, ours, before = time.perf_counter(), 0, 0

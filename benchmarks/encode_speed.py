@@ -13,7 +13,6 @@ by characters. Prints texts/s of both, the ratio, and how closely the embeddings
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 

@@ -27,7 +27,6 @@ the pool's memory is what it would be with MiniLM (``--layers 6`` runs the real 
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import time
 

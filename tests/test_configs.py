@@ -64,3 +64,15 @@ def test_every_entry_point_composes_with_its_defaults():
     assert {"train", "evaluate", "export"} <= set(entry_points())
     for entry in entry_points():
         assert compose_config(entry, required(entry))
+
+
+def test_the_eval_defaults_are_the_same_in_python_and_in_the_config():
+    """conf/eval_options/default.yaml is what runs use; EvalOptions what Python callers get: one set of values."""
+    from dataclasses import fields
+
+    from mdr.evaluation.benchmark import EvalOptions
+
+    options = OmegaConf.to_container(OmegaConf.load(CONF / "eval_options" / "default.yaml"))
+    for f in fields(EvalOptions):
+        value = options[f.name]
+        assert (tuple(value) if isinstance(value, list) else value) == f.default, f.name

@@ -25,7 +25,6 @@ compared with each other (printed and written into the first folder as ``summary
 from __future__ import annotations
 
 import logging
-import math
 import os
 import sys
 import time

@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from mdr.cli import output_dir
 from mdr.config import instantiate
 from mdr.errors import ConfigError, NumericalError
-from mdr.evaluation.benchmark import declared_metrics
+from mdr.evaluation.benchmark import EvalOptions, declared_metrics
 from mdr.evaluation.callback import RetrievalEvalCallback, log_results
 from mdr.evaluation.evaluator import RetrievalEvaluator
 from mdr.evaluation.report import markdown_table, result_rows, results_report
@@ -51,8 +51,10 @@ def build_evaluator(eval_cfg: DictConfig, training_languages: list[str] | None =
     """The ``eval`` group: every benchmark under ``eval.sets``, with the shared options;
     ``eval.training_languages``, when set, overrides the ones given."""
     sets = {name: instantiate(spec) for name, spec in eval_cfg.sets.items()}
-    return RetrievalEvaluator(sets, batch_size=eval_cfg.batch_size, chunk_size=eval_cfg.chunk_size,
-                              recall_at=list(eval_cfg.recall_at), training_languages=eval_cfg.training_languages or training_languages)
+    languages = eval_cfg.training_languages or training_languages
+    options = EvalOptions(batch_size=eval_cfg.batch_size, chunk_size=eval_cfg.chunk_size, recall_at=tuple(eval_cfg.recall_at),
+                          training_languages=tuple(languages) if languages else None)
+    return RetrievalEvaluator(sets, options)
 
 
 def train(cfg: DictConfig) -> dict[str, dict]:

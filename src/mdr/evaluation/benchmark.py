@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 import torch
@@ -60,7 +60,8 @@ class TextEncoder(Protocol):
 @dataclass(frozen=True)
 class EvalOptions:
     """Options shared by every benchmark of a run (``eval.batch_size``, ``eval.chunk_size``,
-    ``eval.recall_at``; the training languages come from the run or ``eval.training_languages``)."""
+    ``eval.recall_at``; the training languages come from the run or ``eval.training_languages``).
+    The defaults are those of conf/eval_options/default.yaml (tests/test_configs.py keeps them equal)."""
 
     batch_size: int = 128  # texts per encoder forward pass
     chunk_size: int = 256  # queries scored against a full pool at a time (bounds scoring memory)

@@ -7,7 +7,7 @@ Out: ``{name: results}``, each in the results shape of ``mdr.evaluation.benchmar
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from mdr.errors import ConfigError
 from mdr.evaluation.benchmark import Benchmark, EvalOptions, Metric, TextEncoder, check_results, declare
@@ -16,11 +16,9 @@ from mdr.evaluation.benchmark import Benchmark, EvalOptions, Metric, TextEncoder
 class RetrievalEvaluator:
     """Evaluates an encoder on named benchmarks; ``__call__`` returns ``{name: results}``."""
 
-    def __init__(self, sets: Mapping[str, Benchmark], batch_size: int = 128, chunk_size: int = 256,
-                 recall_at: Sequence[int] = (1, 10), training_languages: Sequence[str] | None = None) -> None:
+    def __init__(self, sets: Mapping[str, Benchmark], options: EvalOptions = EvalOptions()) -> None:
         self.sets = dict(sets)
-        self.options = EvalOptions(batch_size=batch_size, chunk_size=chunk_size, recall_at=tuple(recall_at),
-                                   training_languages=tuple(training_languages) if training_languages else None)
+        self.options = options
 
     def __call__(self, encoder: TextEncoder) -> dict[str, dict]:
         return {name: self.evaluate_one(name, encoder) for name in self.sets}
