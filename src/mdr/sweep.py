@@ -152,8 +152,9 @@ def sweep_tables(sweep_dirs: str | Path | list, options: dict | None = None) -> 
             tables["significance"] = (
                 f"Against the baseline ({spec}{'; each group against the baseline group sharing most of its overrides' if len(bases) > 1 else ''}): "
                 "difference of the metric (group - baseline), its 95 % interval and two-sided p over seeds and questions "
-                "(Welch-Satterthwaite t; a question with all its translations and pools is one unit), Holm over the "
-                f"{made} tests of this table, verdict at alpha {o['alpha']}" + (f"; {dev} is the selection (dev) set, not tested" if dev else ""),
+                "(Welch-Satterthwaite t; a question with all its translations and pools is one unit), "
+                + (f"Holm over the {made} tests of this table, verdict at alpha {o['alpha']}" if made else
+                   "no test made (the verdict column says why)") + (f"; {dev} is the selection (dev) set, not tested" if dev else ""),
                 comparison_rows(comparisons, o["alpha"], len(bases) > 1))
         tables["best"] = (best_line(group_list, comparisons, select_set, select_metric, select_mode, dev, tested_sets, o["alpha"]), [])
     published = published_rows(jobs)
@@ -185,7 +186,8 @@ def best_line(group_list: list[Group], comparisons: list[Comparison], name: str 
             if not values:
                 continue
             t = seed_interval_text(values, m)
-            verdict = next((c.verdict(alpha) for c in comparisons if c.group == g.key and c.eval_set == test_set
+            verdict = next(((c.verdict(alpha) if c.test is not None else "untested") for c in comparisons
+                            if c.group == g.key and c.eval_set == test_set
                             and c.metric.name == m.name), "the baseline itself" if not any(c.group == g.key for c in comparisons) else "")
             parts.append(f"{test_set}/{m.name} {t}" + (f" ({verdict})" if verdict else ""))
     return line + f". Selected on the dev set {name}; its results on the test set(s): " + ("; ".join(parts) or "none")
