@@ -30,7 +30,7 @@ sweep: install
 	$(BIN)/python train.py -m experiment=demo logger=csv sampler=xx,xy,hybrid
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15   # the slowest tests listed: the suite must stay under 15 min on 2 cores
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
