@@ -25,11 +25,11 @@ def run(args: list[str], cwd: Path) -> str:
 
 
 def test_demo_trains_the_real_model_and_improves_multilingual_map(tmp_path):
-    """One epoch of `experiment=demo` (hybrid) must beat the untrained model on the held-out topics."""
+    """Half an epoch of `experiment=demo` (hybrid, 24 of its 47 steps) must beat the untrained model on the held-out topics."""
     before = run([str(ROOT / "evaluate.py"), "model=minilm", "eval=demo", f"hydra.run.dir={tmp_path / 'before'}"], tmp_path)
     assert "multi mAP" in before
     untrained = json.loads((tmp_path / "before" / "results.json").read_text())["results"]["demo"]
-    stdout = run([str(ROOT / "train.py"), "experiment=demo", "logger=csv", "trainer.max_epochs=1",
+    stdout = run([str(ROOT / "train.py"), "experiment=demo", "logger=csv", "trainer.max_steps=24",
                   f"hydra.run.dir={tmp_path / 'train'}"], tmp_path)
     assert "| demo |" in stdout
     trained = json.loads((tmp_path / "train" / "checkpoints" / "results.json").read_text())["results"]["demo"]
@@ -40,8 +40,8 @@ def test_demo_trains_the_real_model_and_improves_multilingual_map(tmp_path):
 
 @pytest.mark.skipif(not XQUAD_R.is_dir(), reason=f"XQuAD-R not found at {XQUAD_R} (see shared/data/README.md)")
 def test_evaluate_offline_model_on_real_xquad_r(tmp_path):
-    """Four of the eleven languages keep CI short; the full run is the README's command."""
-    langs = ["de", "en", "ru", "zh"]
+    """Two of the eleven languages, one Latin and one not, keep CI short; the full run is the README's command."""
+    langs = ["en", "zh"]
     stdout = run([str(ROOT / "evaluate.py"), "model=minilm", "eval=xquad_r", f"eval.path={XQUAD_R}",
                   f"eval.sets.xquad_r.languages=[{','.join(langs)}]", f"hydra.run.dir={tmp_path}"], tmp_path)
     assert "| xquad_r |" in stdout
