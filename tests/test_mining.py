@@ -211,6 +211,20 @@ def test_deterministic_with_a_seed_and_pivot_fallback_for_examples_without_the_p
         assert (runs[0].negatives >= 0).all()
 
 
+def test_a_selected_view_is_mined_as_its_rows_are_seen(tmp_path):
+    """A corpus passed as a select() view (its rows reordered and thinned) mines exactly as those rows written out:
+    row numbers are the view's, never the underlying table's."""
+    rows = make_rows(30, ["de", "en"], seed=4)
+    corpus = load_parallel_corpus(str(write_jsonl(tmp_path / "c.jsonl", rows)), cache_dir=str(tmp_path / "cache"))
+    keep = [i for i in reversed(range(len(rows))) if rows[i]["id"] != "ex0003"]
+    seen = [rows[i] for i in keep]
+    alone = load_parallel_corpus(str(write_jsonl(tmp_path / "seen.jsonl", seen)), cache_dir=str(tmp_path / "cache2"))
+    options = MiningOptions(num_negatives=2)
+    view, written = (mine_negatives(c, BagOfWords(), options, block_size=8, progress=False) for c in (corpus.select(keep), alone))
+    assert np.array_equal(view.negatives, written.negatives) and view.statistics == written.statistics
+    check_negatives(seen, view, options)
+
+
 def test_pivot_statistics_of_the_languages_not_searched_are_optional(tmp_path):
     rows = make_rows(20, ["de", "en"], seed=4)
     corpus = load_parallel_corpus(str(write_jsonl(tmp_path / "c.jsonl", rows)), cache_dir=str(tmp_path / "cache"))

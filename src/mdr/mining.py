@@ -364,8 +364,9 @@ def mine_negatives(corpus: datasets.Dataset, encoder, options: MiningOptions, wo
                           "mining.score=false needs none)")
     resolve_backend(search)  # a bad value fails before any encoding
     logging.getLogger("faiss.contrib.exhaustive_search").setLevel(logging.WARNING)  # a timing line per search call
-    if corpus._indices is not None:  # a selection of a table: the rows as they are seen, in one table
-        corpus = corpus.flatten_indices()
+    # A select / shuffle / filter view maps its rows onto the table; the code below reads the table, so it gets the
+    # rows as the caller sees them (the Arrow format is datasets' public view of them; zero-copy for a plain table).
+    corpus = datasets.Dataset(datasets.table.InMemoryTable(corpus.with_format("arrow")[:]))
     index = CorpusIndex.build(corpus)
     languages = index.languages
     if options.mode == "pivot" and options.pivot not in languages:
