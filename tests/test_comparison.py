@@ -174,6 +174,7 @@ def test_too_few_seeds_are_said_not_marked(evalset, tmp_path):
     seeds_table = text.split("Over seeds")[1].split("Against the baseline")[0]
     assert " ▲" not in seeds_table.split("\n", 1)[1] and " ▼" not in seeds_table.split("\n", 1)[1]  # marks only in the title
     assert "better" not in text.split("Against the baseline")[1].split("best by")[0]
+    assert "no test made (the verdict column says why)" in text and "Holm over the" not in text
     tested = sweep_tables(tmp_path, {"min_seeds": 2})["comparisons"]  # two seeds tested when asked for: df ~1, weak
     assert tested and all(c.test is not None and 0 < c.test.p <= 1 for c in tested)
 
