@@ -20,7 +20,7 @@ from mdr.evaluation.pools import parallel_eval
 from mdr.evaluation.settings import pool_metrics, score_embeddings
 from mdr.formats.results import read_per_query, write_results
 from mdr.stats import seeds_and_questions
-from mdr.sweep import FOREST_FILE, main, render, sweep_tables, write_summary
+from mdr.sweep import FOREST_FILE, main, p_text, render, sweep_tables, write_summary
 from mdr.tasks import objective
 from tests.helpers import ROOT, base_overrides, make_rows, run_script, write_jsonl
 
@@ -336,3 +336,7 @@ def test_a_sweep_over_a_number_draws_its_curves_with_the_tables_values(evalset, 
     assert means.loc[("sampler=hybrid", 20.0, "crosslingual_map"), "mean"] == pytest.approx(np.mean(hybrid20.values("demo", "crosslingual_map")))
     pairs = {(c.group, c.baseline) for c in tables["comparisons"]}
     assert ("sampler=hybrid data.max_examples=40", "sampler=xx data.max_examples=40") in pairs
+
+
+def test_a_p_value_below_the_printed_precision_is_not_printed_as_zero():
+    assert [p_text(p) for p in (0.0, 4e-5, 6e-5, 0.01234, 1.0)] == ["<0.0001", "<0.0001", "0.0001", "0.0123", "1.0000"]

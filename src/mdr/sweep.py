@@ -100,6 +100,11 @@ def selection(group_list: list[Group], o: dict) -> tuple[str | None, str | None,
     return name, metric, mode
 
 
+def p_text(p: float) -> str:
+    """Four decimals, and "<0.0001" rather than a p of 0.0000, which no test gives."""
+    return "<0.0001" if p < 0.00005 else f"{p:.4f}"
+
+
 def comparison_rows(comparisons: list[Comparison], alpha: float, several_baselines: bool) -> list[dict[str, str]]:
     rows = []
     for c in comparisons:
@@ -110,8 +115,8 @@ def comparison_rows(comparisons: list[Comparison], alpha: float, several_baselin
         if c.test is None:
             row.update({"95 % interval": "", "p": "", "p (Holm)": ""})
         else:
-            row.update({"95 % interval": f"[{c.test.low:+.{d}f}, {c.test.high:+.{d}f}]", "p": f"{c.test.p:.4f}",
-                        "p (Holm)": f"{c.p_holm:.4f}"})
+            row.update({"95 % interval": f"[{c.test.low:+.{d}f}, {c.test.high:+.{d}f}]", "p": p_text(c.test.p),
+                        "p (Holm)": p_text(c.p_holm)})
         row["verdict"] = c.verdict(alpha) + (f" ({c.note})" if c.note and c.test is not None else "")
         rows.append(row)
     return rows
