@@ -7,6 +7,9 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 # torch first, pinned: a plain `torch` requirement would pull a multi-GB CUDA build on CPU machines
 TORCH  ?= torch==2.13.0
+# test processes (pytest-xdist): most of the suite's time is interpreters starting and single-threaded Python,
+# so two workers on 2 cores cut its wall time (docs/performance.md); a bigger box: make test TEST_WORKERS=8
+TEST_WORKERS ?= 2
 export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
@@ -30,10 +33,10 @@ sweep: install
 	$(BIN)/python train.py -m experiment=demo logger=csv sampler=xx,xy,hybrid
 
 test: install
-	$(BIN)/python -m pytest -q --durations=15   # the slowest tests listed: the suite must stay under 15 min on 2 cores
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=15   # the slowest listed: under 15 min on 2 cores
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m "not slow"
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache
