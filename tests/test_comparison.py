@@ -20,7 +20,7 @@ from mdr.evaluation.pools import parallel_eval
 from mdr.evaluation.settings import pool_metrics, score_embeddings
 from mdr.formats.results import read_per_query, write_results
 from mdr.stats import seeds_and_questions
-from mdr.sweep import FOREST_FILE, main, p_text, render, sweep_tables, write_summary
+from mdr.sweep import FOREST_FILE, forest_points, main, p_text, render, sweep_tables, write_summary
 from mdr.tasks import objective
 from tests.helpers import ROOT, base_overrides, make_rows, run_script, write_jsonl
 
@@ -234,6 +234,18 @@ def test_the_forest_plot_shows_each_tested_difference_and_its_interval(evalset, 
     text = write_summary(tmp_path, tables, 0.05)
     assert (tmp_path / FOREST_FILE).stat().st_size > 5000 and f"Forest plot: {tmp_path / FOREST_FILE}" in text
     assert (tmp_path / "summary.md").read_text().startswith("| job | run | status | eval set |")
+    # what it draws is the comparison table's: one row per compared group, each difference in its interval,
+    # coloured by the Holm verdict (xy, three times closer to its answers, better; hybrid as the baseline: grey)
+    labels, points = forest_points(tables["comparisons"], 0.05)
+    assert labels == ["sampler=xy @ demo", "sampler=hybrid @ demo"]
+    tested = [c for c in tables["comparisons"] if c.test is not None]
+    assert len(points) == len(tested) == 6
+    for c, p in zip(tested, points):
+        assert (p["metric"], labels[p["row"]], p["delta"]) == (c.metric.name, f"{c.group} @ {c.eval_set}", c.delta)
+        assert p["low"] <= p["delta"] <= p["high"]
+        verdict = ("tab:green" if c.better else "tab:red") if c.p_holm < 0.05 else "tab:grey"
+        assert p["colour"] == verdict
+    assert {p["colour"] for p in points if p["row"] == 0} == {"tab:green"}
 
 
 def test_a_finished_sweep_resummarised_against_another_baseline(evalset, tmp_path, capsys):
@@ -249,6 +261,11 @@ def test_a_finished_sweep_resummarised_against_another_baseline(evalset, tmp_pat
     assert "Against the baseline (sampler=hybrid sampler.xy_pairs=per_batch)" in text
     assert "| sampler=hybrid sampler.xy_pairs=per_example | demo | multilingual_map |" in text
     assert "| sampler=hybrid sampler.xy_pairs=per_batch | demo | multilingual_map |" not in text
+    # each strategy against its own per-batch group: the forest plot's rows say which baseline
+    labels, _ = forest_points(sweep_tables(tmp_path, {"baseline": "sampler.xy_pairs=per_batch"})["comparisons"])
+    assert [label.replace("\n", " ") for label in labels] == [
+        "sampler=xy sampler.xy_pairs=per_example vs sampler=xy sampler.xy_pairs=per_batch @ demo",
+        "sampler=hybrid sampler.xy_pairs=per_example vs sampler=hybrid sampler.xy_pairs=per_batch @ demo"]
     main([str(tmp_path), "select_metric=crosslingual_mAP"])
     assert "best by demo/crosslingual_mAP: no run has this metric" in capsys.readouterr().out
     for args, message in [([str(tmp_path), "alpha=abc"], "summary.alpha must be a number"),

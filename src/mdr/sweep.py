@@ -215,30 +215,55 @@ def render(tables: dict) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
-def plot_forest(comparisons: list[Comparison], path: str | Path, alpha: float = 0.05) -> str | None:
-    """Each tested difference with its 95 % interval, one panel per metric, 0 (the baseline) marked;
-    green: significantly better after Holm, red: worse, grey: not significant. None if nothing was tested."""
+def forest_points(comparisons: list[Comparison], alpha: float = 0.05) -> tuple[list[str], list[dict]]:
+    """What the forest plot draws: the row labels, top to bottom (a compared group and its eval set,
+    "vs <baseline>" when the groups have different baselines, wrapped), and per tested difference its
+    metric, row, difference, interval and colour (green: significantly better after Holm, red: worse,
+    grey: not significant)."""
+    import textwrap
+
     tested = [c for c in comparisons if c.test is not None]
-    if not tested:
+    several_baselines = len({c.baseline for c in tested}) > 1
+
+    def label(c: Comparison) -> str:
+        return "\n".join(textwrap.wrap(f"{c.group}{f' vs {c.baseline}' if several_baselines else ''} @ {c.eval_set}", 42))
+
+    labels = list(dict.fromkeys(label(c) for c in tested))  # the same rows in every panel
+    points = [{"metric": c.metric.name, "row": labels.index(label(c)), "delta": c.delta, "low": c.test.low,
+               "high": c.test.high, "higher_is_better": c.metric.higher_is_better,
+               "colour": ("tab:green" if c.better else "tab:red") if c.p_holm < alpha else "tab:grey"} for c in tested]
+    return labels, points
+
+
+def plot_forest(comparisons: list[Comparison], path: str | Path, alpha: float = 0.05) -> str | None:
+    """Each tested difference with its 95 % interval (``forest_points``), one panel per metric, the
+    rows labelled once on the left, 0 (the baseline) marked. None if nothing was tested."""
+    labels, points = forest_points(comparisons, alpha)
+    if not points:
         return None
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    metrics = list(dict.fromkeys(c.metric.name for c in tested))
-    rows = max(sum(c.metric.name == m for c in tested) for m in metrics)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 0.9 + 0.45 * rows), squeeze=False)
+    metrics = list(dict.fromkeys(p["metric"] for p in points))
+    lines = sum(lab.count("\n") + 1 for lab in labels)
+    fig, axes = plt.subplots(1, len(metrics), sharey=True, squeeze=False, layout="constrained",
+                             figsize=(2.6 + 3.2 * len(metrics), 1.2 + 0.3 * lines + 0.25 * len(labels)))
+    top = len(labels) - 1  # the first row at the top
     for ax, metric in zip(axes[0], metrics):
-        mine = [c for c in tested if c.metric.name == metric]
-        for y, c in enumerate(reversed(mine)):
-            colour = ("tab:green" if c.better else "tab:red") if c.p_holm < alpha else "tab:grey"
-            ax.errorbar(c.delta, y, xerr=[[c.delta - c.test.low], [c.test.high - c.delta]], fmt="o", color=colour, capsize=3)
+        mine = [p for p in points if p["metric"] == metric]
+        for p in mine:
+            ax.errorbar(p["delta"], top - p["row"], xerr=[[p["delta"] - p["low"]], [p["high"] - p["delta"]]], fmt="o",
+                        color=p["colour"], capsize=3)
         ax.axvline(0, color="black", linewidth=0.8)
-        ax.set_yticks(range(len(mine)), [f"{c.group} @ {c.eval_set}" for c in reversed(mine)], fontsize=7)
-        ax.set_title(f"{metric} ({'higher' if mine[0].metric.higher_is_better else 'lower'} is better)", fontsize=9)
-        ax.set_xlabel("difference to the baseline, 95 % interval", fontsize=8)
-    fig.tight_layout()
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+        ax.tick_params(axis="x", labelsize=7)
+        ax.set_title(f"{metric}\n({'higher' if mine[0]['higher_is_better'] else 'lower'} is better)", fontsize=9)
+        ax.set_xlabel("difference, 95 % interval", fontsize=8)
+    axes[0][0].set_yticks(range(len(labels)), list(reversed(labels)), fontsize=7)
+    axes[0][0].set_ylim(-0.6, len(labels) - 0.4)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return str(path)
