@@ -235,7 +235,7 @@ def test_the_forest_plot_shows_each_tested_difference_and_its_interval(evalset, 
     assert (tmp_path / FOREST_FILE).stat().st_size > 5000 and f"Forest plot: {tmp_path / FOREST_FILE}" in text
     assert (tmp_path / "summary.md").read_text().startswith("| job | run | status | eval set |")
     # what it draws is the comparison table's: one row per compared group, each difference in its interval,
-    # coloured by the Holm verdict (xy, three times closer to its answers, better; hybrid as the baseline: grey)
+    # coloured by the Holm verdict (xy, its queries moved towards their answers, is better in every metric)
     labels, points = forest_points(tables["comparisons"], 0.05)
     assert labels == ["sampler=xy @ demo", "sampler=hybrid @ demo"]
     tested = [c for c in tables["comparisons"] if c.test is not None]
