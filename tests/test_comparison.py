@@ -248,6 +248,16 @@ def test_the_forest_plot_shows_each_tested_difference_and_its_interval(evalset, 
     assert {p["colour"] for p in points if p["row"] == 0} == {"tab:green"}
 
 
+def test_the_seed_table_keeps_an_interval_inside_the_metrics_range(evalset, tmp_path):
+    """Three seeds of a same-language-first rate near 1: the t interval would pass 1; the table cuts it at 1."""
+    for n, rate in enumerate([0.9815, 0.9881, 0.9947]):
+        results = scored(evalset, n)
+        results["same_language_first"] = rate
+        write_job(tmp_path, n, ["sampler=xx", f"seed={n + 1}"], results)
+    cell = sweep_tables(tmp_path)["seeds"][1][0]["same-lang-1st"]
+    assert cell.startswith("0.9881 ±0.0066 [") and cell.endswith(", 1.0000]")
+
+
 def test_a_finished_sweep_resummarised_against_another_baseline(evalset, tmp_path, capsys):
     """python -m mdr.sweep DIR baseline="..." : a baseline of several overrides, checked options,
     and a misspelled selection metric said, not dropped."""

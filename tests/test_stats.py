@@ -26,6 +26,15 @@ def test_seed_interval_is_the_student_t_interval():
     assert one.mean == 0.5 and math.isnan(one.sd) and math.isnan(one.low)
 
 
+def test_a_seed_interval_stays_inside_the_metrics_range():
+    """A rate near 1 over three seeds: the t interval passes 1 (0.9881 ±0.0069 gives 1.0052, as a
+    same-language-first rate did); cut to the declared range it ends at 1, and unbounded it is unchanged."""
+    values = [0.9815, 0.9881, 0.9947]
+    free, cut = seed_interval(values), seed_interval(values, bounds=(0.0, 1.0))
+    assert free.high > 1.0 and cut.high == 1.0 and (cut.mean, cut.sd, cut.low) == (free.mean, free.sd, free.low)
+    assert seed_interval([0.001, 0.02, 0.004], bounds=(0.0, None)).low == 0.0
+
+
 def test_without_question_variation_it_is_welchs_t_test_over_seeds():
     rng = np.random.default_rng(0)
     a_seeds, b_seeds = rng.normal(0.50, 0.01, 3), rng.normal(0.47, 0.02, 4)

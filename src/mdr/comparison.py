@@ -108,6 +108,16 @@ class Group:
         return {}
 
 
+def metric_bounds(group: Group, eval_set: str, metric: str) -> tuple[float | None, float | None]:
+    """The declared range of ``metric`` on ``eval_set`` (``Metric.bounds`` of the first run that has the
+    set), (None, None) if undeclared."""
+    declared = group.metrics(eval_set).get(metric)
+    for job in group.jobs if declared is not None else []:
+        if eval_set in job.record["results"]:
+            return declared.bounds(job.record["results"][eval_set])
+    return None, None
+
+
 def read_jobs(*sweep_dirs: str | Path) -> list[Job]:
     """The numbered job folders of one or more sweeps, in order."""
     jobs = []
@@ -156,7 +166,7 @@ def seed_rows(group_list: list[Group], metrics: list[Metric], marks: dict | None
             for m in metrics:
                 values = g.values(name, m.name)
                 if values:
-                    s, d = seed_interval(values), m.digits
+                    s, d = seed_interval(values, bounds=metric_bounds(g, name, m.name)), m.digits
                     cell = f"{s.mean:.{d}f}" if s.n < 2 else f"{s.mean:.{d}f} ±{s.sd:.{d}f} [{s.low:.{d}f}, {s.high:.{d}f}]"
                     row[m.label] = cell + (marks or {}).get((g.key, name, m.name), "")
             rows.append(row)
@@ -368,7 +378,8 @@ def compare(group_list: list[Group], baseline: str | None, sets: list[str], test
 
 def best_group(group_list: list[Group], eval_set: str, metric: str, mode: str = "max") -> tuple[Group, object] | None:
     """The group with the best mean of ``metric`` on ``eval_set`` over its seeds, and its interval."""
-    scored = [(g, seed_interval(g.values(eval_set, metric))) for g in group_list if g.values(eval_set, metric)]
+    scored = [(g, seed_interval(g.values(eval_set, metric), bounds=metric_bounds(g, eval_set, metric)))
+              for g in group_list if g.values(eval_set, metric)]
     if not scored:
         return None
     return (max if mode == "max" else min)(scored, key=lambda gs: gs[1].mean)

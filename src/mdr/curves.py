@@ -32,7 +32,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from mdr.comparison import eval_sets
+from mdr.comparison import eval_sets, metric_bounds
 from mdr.stats import seed_interval
 
 MEANS_COLUMNS = ("strategy", "x", "metric", "mean", "low", "high", "n_seeds")
@@ -125,7 +125,7 @@ def means_table(group_list, swept: SweptValue, metrics: list[str] | None = None)
             for metric in metrics or declared:
                 values = g.values(name, metric)
                 if values:
-                    s = seed_interval(values)
+                    s = seed_interval(values, bounds=metric_bounds(g, name, metric))
                     rows.append({"eval_set": name, "strategy": swept.strategy[g.key], "x": swept.x[g.key], "metric": metric,
                                  "mean": s.mean, "low": s.low, "high": s.high, "n_seeds": s.n})
     return pd.DataFrame(rows, columns=["eval_set", *MEANS_COLUMNS])

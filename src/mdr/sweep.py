@@ -37,7 +37,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from mdr.comparison import (Comparison, ComparisonError, Group, Job, baselines, best_group, compare, eval_sets, groups,
-                            read_jobs, seed_rows)
+                            metric_bounds, read_jobs, seed_rows)
 from mdr.errors import ConfigError, require_number
 from mdr.curves import DELTAS_COLUMNS, means_table, save_curves, swept_value
 from mdr.evaluation.benchmark import Metric
@@ -190,7 +190,7 @@ def best_line(group_list: list[Group], comparisons: list[Comparison], name: str 
             values = g.values(test_set, m.name)
             if not values:
                 continue
-            t = seed_interval_text(values, m)
+            t = seed_interval_text(values, m, metric_bounds(g, test_set, m.name))
             verdict = next(((c.verdict(alpha) if c.test is not None else "untested") for c in comparisons
                             if c.group == g.key and c.eval_set == test_set
                             and c.metric.name == m.name), "the baseline itself" if not any(c.group == g.key for c in comparisons) else "")
@@ -198,10 +198,10 @@ def best_line(group_list: list[Group], comparisons: list[Comparison], name: str 
     return line + f". Selected on the dev set {name}; its results on the test set(s): " + ("; ".join(parts) or "none")
 
 
-def seed_interval_text(values: list[float], metric: Metric) -> str:
+def seed_interval_text(values: list[float], metric: Metric, bounds: tuple = (None, None)) -> str:
     from mdr.stats import seed_interval
 
-    s, d = seed_interval(values), metric.digits
+    s, d = seed_interval(values, bounds=bounds), metric.digits
     return f"{s.mean:.{d}f}" + (f" [{s.low:.{d}f}, {s.high:.{d}f}]" if s.n > 1 else "")
 
 
