@@ -40,7 +40,7 @@ from omegaconf import OmegaConf
 from mdr.errors import UserError
 from mdr.evaluation.benchmark import Metric, PerQuery, declared_metrics
 from mdr.formats.results import FAILED_FILE, find_results, read_json, read_per_query
-from mdr.stats import Difference, holm, seed_interval, seeds_and_questions
+from mdr.stats import Difference, SeedSummary, holm, seed_interval, seeds_and_questions
 
 SEED_OVERRIDE = re.compile(r"^\+{0,2}seed=")
 KEY = ["query_id", "query_lang", "pool_lang"]  # a row's identity within one setting of one eval set
@@ -100,22 +100,22 @@ class Group:
         return [j.record["results"][eval_set][metric] for j in self.jobs
                 if isinstance(j.record["results"].get(eval_set, {}).get(metric), float)]
 
+    def _first_results(self, eval_set: str) -> dict | None:
+        return next((j.record["results"][eval_set] for j in self.jobs if eval_set in j.record["results"]), None)
+
     def metrics(self, eval_set: str) -> dict[str, Metric]:
         """What the eval set's benchmark declares, from the first run that has the set."""
-        for job in self.jobs:
-            if eval_set in job.record["results"]:
-                return {m.name: m for m in declared_metrics(job.record["results"][eval_set])}
-        return {}
+        results = self._first_results(eval_set)
+        return {} if results is None else {m.name: m for m in declared_metrics(results)}
 
+    def bounds(self, eval_set: str, metric: str) -> tuple[float | None, float | None]:
+        """The declared range of ``metric`` on ``eval_set`` (``Metric.bounds``), (None, None) if undeclared."""
+        declared = self.metrics(eval_set).get(metric)
+        return (None, None) if declared is None else declared.bounds(self._first_results(eval_set))
 
-def metric_bounds(group: Group, eval_set: str, metric: str) -> tuple[float | None, float | None]:
-    """The declared range of ``metric`` on ``eval_set`` (``Metric.bounds`` of the first run that has the
-    set), (None, None) if undeclared."""
-    declared = group.metrics(eval_set).get(metric)
-    for job in group.jobs if declared is not None else []:
-        if eval_set in job.record["results"]:
-            return declared.bounds(job.record["results"][eval_set])
-    return None, None
+    def interval(self, eval_set: str, metric: str) -> SeedSummary:
+        """The metric over the group's seeds (``mdr.stats.seed_interval``), its interval cut to the declared range."""
+        return seed_interval(self.values(eval_set, metric), bounds=self.bounds(eval_set, metric))
 
 
 def read_jobs(*sweep_dirs: str | Path) -> list[Job]:
@@ -164,9 +164,8 @@ def seed_rows(group_list: list[Group], metrics: list[Metric], marks: dict | None
         for name in eval_sets([g]):
             row = {"runs": g.key, "seeds": str(len(g.jobs)), "eval set": name}
             for m in metrics:
-                values = g.values(name, m.name)
-                if values:
-                    s, d = seed_interval(values, bounds=metric_bounds(g, name, m.name)), m.digits
+                if g.values(name, m.name):
+                    s, d = g.interval(name, m.name), m.digits
                     cell = f"{s.mean:.{d}f}" if s.n < 2 else f"{s.mean:.{d}f} ±{s.sd:.{d}f} [{s.low:.{d}f}, {s.high:.{d}f}]"
                     row[m.label] = cell + (marks or {}).get((g.key, name, m.name), "")
             rows.append(row)
@@ -378,8 +377,7 @@ def compare(group_list: list[Group], baseline: str | None, sets: list[str], test
 
 def best_group(group_list: list[Group], eval_set: str, metric: str, mode: str = "max") -> tuple[Group, object] | None:
     """The group with the best mean of ``metric`` on ``eval_set`` over its seeds, and its interval."""
-    scored = [(g, seed_interval(g.values(eval_set, metric), bounds=metric_bounds(g, eval_set, metric)))
-              for g in group_list if g.values(eval_set, metric)]
+    scored = [(g, g.interval(eval_set, metric)) for g in group_list if g.values(eval_set, metric)]
     if not scored:
         return None
     return (max if mode == "max" else min)(scored, key=lambda gs: gs[1].mean)

@@ -32,8 +32,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from mdr.comparison import eval_sets, metric_bounds
-from mdr.stats import seed_interval
+from mdr.comparison import eval_sets
 
 MEANS_COLUMNS = ("strategy", "x", "metric", "mean", "low", "high", "n_seeds")
 DELTAS_COLUMNS = ("strategy", "x", "metric", "delta", "low", "high", "verdict")
@@ -123,9 +122,8 @@ def means_table(group_list, swept: SweptValue, metrics: list[str] | None = None)
         for name in eval_sets([g]):
             declared = [m.name for m in g.metrics(name).values() if m.headline]  # the benchmark's headline metrics
             for metric in metrics or declared:
-                values = g.values(name, metric)
-                if values:
-                    s = seed_interval(values, bounds=metric_bounds(g, name, metric))
+                if g.values(name, metric):
+                    s = g.interval(name, metric)
                     rows.append({"eval_set": name, "strategy": swept.strategy[g.key], "x": swept.x[g.key], "metric": metric,
                                  "mean": s.mean, "low": s.low, "high": s.high, "n_seeds": s.n})
     return pd.DataFrame(rows, columns=["eval_set", *MEANS_COLUMNS])

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mdr.comparison import Group, groups, metric_bounds, read_jobs
+from mdr.comparison import Group, groups, read_jobs
 from mdr.errors import ConfigError
 from mdr.evaluation.report import markdown_table
 from mdr.reference.published import (
@@ -116,7 +116,7 @@ def _cells(group: Group | None, eval_set: str, metric: str, row: str, published:
     digits = _digits(metric)
     values = [] if group is None else [v for job in group.jobs if (v := _job_value(job.record, eval_set, metric, row)) is not None]
     if values:
-        s = seed_interval(values, bounds=metric_bounds(group, eval_set, metric))
+        s = seed_interval(values, bounds=group.bounds(eval_set, metric))
         ours = f"{s.mean:.{digits}f}" + (f" [{s.low:.{digits}f}, {s.high:.{digits}f}]" if s.n > 1 else "")
     else:
         ours = MISSING

@@ -37,10 +37,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from mdr.comparison import (Comparison, ComparisonError, Group, Job, baselines, best_group, compare, eval_sets, groups,
-                            metric_bounds, read_jobs, seed_rows)
+                            read_jobs, seed_rows)
 from mdr.errors import ConfigError, require_number
 from mdr.curves import DELTAS_COLUMNS, means_table, save_curves, swept_value
-from mdr.evaluation.benchmark import Metric
 from mdr.evaluation.report import csv_table, headline, markdown_table, paper_comparison, result_rows
 from mdr.reference.published import comparison_title
 from mdr.resume import prepare_sweep
@@ -187,22 +186,15 @@ def best_line(group_list: list[Group], comparisons: list[Comparison], name: str 
     parts = []
     for test_set in tested_sets:
         for m in (m for m in g.metrics(test_set).values() if m.tested):
-            values = g.values(test_set, m.name)
-            if not values:
+            if not g.values(test_set, m.name):
                 continue
-            t = seed_interval_text(values, m, metric_bounds(g, test_set, m.name))
+            s, d = g.interval(test_set, m.name), m.digits
+            t = f"{s.mean:.{d}f}" + (f" [{s.low:.{d}f}, {s.high:.{d}f}]" if s.n > 1 else "")
             verdict = next(((c.verdict(alpha) if c.test is not None else "untested") for c in comparisons
                             if c.group == g.key and c.eval_set == test_set
                             and c.metric.name == m.name), "the baseline itself" if not any(c.group == g.key for c in comparisons) else "")
             parts.append(f"{test_set}/{m.name} {t}" + (f" ({verdict})" if verdict else ""))
     return line + f". Selected on the dev set {name}; its results on the test set(s): " + ("; ".join(parts) or "none")
-
-
-def seed_interval_text(values: list[float], metric: Metric, bounds: tuple = (None, None)) -> str:
-    from mdr.stats import seed_interval
-
-    s, d = seed_interval(values, bounds=bounds), metric.digits
-    return f"{s.mean:.{d}f}" + (f" [{s.low:.{d}f}, {s.high:.{d}f}]" if s.n > 1 else "")
 
 
 def render(tables: dict) -> str:
