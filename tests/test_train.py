@@ -69,6 +69,21 @@ def test_evaluate_a_trained_checkpoint_and_reject_another_model(corpus, tmp_path
     assert json.loads((tmp_path / "results.json").read_text())["ckpt"] == str(ckpt)
 
 
+def test_last_checkpoint_is_the_trained_model_when_training_ends_between_checkpoints(corpus, tmp_path, monkeypatch):
+    """5 steps, a checkpoint every 2: Lightning alone leaves last.ckpt at step 4; it must be step 5."""
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    trained = train(compose_train(base_overrides(corpus) + ["trainer.max_steps=5", "checkpoint.every_n_train_steps=2",
+                                                            "checkpoint.save_top_k=-1"]))
+    folder = tmp_path / "checkpoints"
+    last, step4 = (torch.load(folder / name, map_location="cpu", weights_only=False) for name in ("last.ckpt", "step000004.ckpt"))
+    assert (last["global_step"], step4["global_step"]) == (5, 4)
+    assert any(not torch.equal(last["state_dict"][k], step4["state_dict"][k]) for k in last["state_dict"])
+    again = evaluate(compose_config("evaluate", ["model=tiny", f"eval.sets.demo.files={corpus['eval']}", f"ckpt={folder / 'last.ckpt'}"]))
+    assert again["demo"]["multilingual_map"] == pytest.approx(trained["demo"]["multilingual_map"], abs=1e-6)
+
+
 @pytest.mark.parametrize(
     "override, message",
     [

@@ -1,5 +1,9 @@
 """Checkpoints: written atomically, checked before use, and turned back into trained encoders.
 
+- ``ModelCheckpoint``: Lightning's, with ``last.ckpt`` also written when training ends. Lightning writes
+  it at the end only if it was never written, so with ``every_n_train_steps`` it kept the last multiple
+  of n (step 100 of a 188-step run): ``export.py``, ``evaluate.py`` and ``mine.py`` given ``last.ckpt``
+  read a model trained part of the way.
 - ``AtomicCheckpointIO`` (Lightning plugin): each checkpoint goes to a temporary file beside its
   destination, is flushed to disk and renamed into place, so a process killed mid-write leaves the
   previous checkpoint intact. (Lightning's own writer stages the file in the system temp folder and
@@ -20,6 +24,7 @@ import zipfile
 from typing import Any
 
 import torch
+from lightning.pytorch import callbacks
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from mdr.config import instantiate
@@ -28,6 +33,16 @@ from mdr.model.encoder import Encoder
 
 log = logging.getLogger(__name__)
 LIGHTNING_CKPT_KEYWORDS = ("last", "best", "hpc", "registry")  # ckpt_path values Lightning resolves itself
+
+
+class ModelCheckpoint(callbacks.ModelCheckpoint):
+    """``last.ckpt`` holds the final step's weights after training, whatever ``every_n_train_steps``."""
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        # the skip test: not under fast_dev_run, not twice for one step (also true when nothing was trained)
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        super().on_train_end(trainer, pl_module)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
