@@ -99,6 +99,17 @@ def test_runs_that_differ_only_in_seed_are_grouped(evalset, tmp_path):
     assert interval.n == len(best.jobs) and interval.mean == max(np.mean(g.values("demo", "crosslingual_map")) for g in group_list)
 
 
+def test_a_summary_of_a_sweep_under_way_says_not_finished_not_failed(evalset, tmp_path):
+    write_job(tmp_path, 0, ["sampler=xx", "seed=1"], scored(evalset, 0))
+    (tmp_path / "1" / ".hydra").mkdir(parents=True)  # started, no results yet (running, or killed)
+    (tmp_path / "1" / ".hydra" / "overrides.yaml").write_text("- sampler=xx\n- seed=2\n")
+    (tmp_path / "2" / ".hydra").mkdir(parents=True)  # ended with an error
+    (tmp_path / "2" / ".hydra" / "overrides.yaml").write_text("- sampler=xx\n- seed=3\n")
+    (tmp_path / "2" / "failed.txt").write_text("error: CUDA out of memory\ntraceback...\n")
+    status = {r["job"]: r["status"] for r in sweep_tables(tmp_path)["runs"][1]}
+    assert status == {"0": "ok", "1": "not finished (no results.json)", "2": "failed (error: CUDA out of memory)"}
+
+
 def test_identical_runs_are_not_marked_and_a_clearly_better_strategy_over_three_seeds_is(evalset, tmp_path):
     for seed in (1, 2, 3):
         same = scored(evalset, seed)

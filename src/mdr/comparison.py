@@ -64,6 +64,7 @@ class Job:
     record: dict | None
     failure: str | None
     label: str = ""  # how tables name it: its number, or "<sweep>/<number>" when several sweeps are read
+    unfinished: bool = False  # no final results and no failed.txt: still running, or stopped (killed, pre-empted)
 
     @property
     def name(self) -> str:
@@ -133,7 +134,7 @@ def read_jobs(*sweep_dirs: str | Path) -> list[Job]:
             if failed.exists() or record is None or not record.get("final", True):
                 reason = (failed.read_text().splitlines()[0] if failed.exists() else
                           "no results.json" if record is None else f"no final results; last evaluated at step {record.get('step')}")
-                jobs.append(Job(folder, overrides, None, reason.replace("|", "/"), label))
+                jobs.append(Job(folder, overrides, None, reason.replace("|", "/"), label, unfinished=not failed.exists()))
             else:
                 jobs.append(Job(folder, overrides, record, None, label))
     return jobs

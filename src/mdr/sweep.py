@@ -14,8 +14,9 @@ It reads each job's ``results.json`` and ``per_query.parquet`` and writes into t
 5. the hybrid-batching paper's published figures beside ours, for runs it has figures for.
 
 With ``logger=wandb`` the tables and the forest plot are also logged to a run of the sweep's group.
-Jobs without final results (or with a ``failed.txt``) are listed as failed, with the first line of
-their ``failed.txt``; the sweep then exits with status 1.
+Jobs with a ``failed.txt`` are listed as failed, with its first line; jobs without final results or
+one as not finished (still running, or stopped: a summary of a sweep under way lists its pending
+jobs so). At the end of a sweep both count as failed, and it exits with status 1.
 
 The same tables for finished sweep folders, e.g. against another baseline, or several sweeps
 compared with each other (printed and written into the first folder as ``summary-<time>.md``):
@@ -42,7 +43,7 @@ from mdr.errors import ConfigError, require_number
 from mdr.curves import DELTAS_COLUMNS, means_table, save_curves, swept_value
 from mdr.evaluation.report import csv_table, headline, markdown_table, paper_comparison, result_rows
 from mdr.reference.published import comparison_title
-from mdr.resume import prepare_sweep
+from mdr.resume import RESUME_OPTION, prepare_sweep
 
 log = logging.getLogger(__name__)
 DEFAULTS = {"baseline": None, "alpha": 0.05, "min_seeds": 3, "metrics": None, "common_queries": False,
@@ -69,13 +70,15 @@ def summary_options(options: dict | None) -> dict:
 
 
 def job_rows(jobs: list[Job]) -> list[dict[str, str]]:
-    """One row per (job, eval set); a job without results is one failed row."""
+    """One row per (job, eval set); a job without final results is one row: failed (its failed.txt) or
+    not finished (none: still running, or stopped without an error)."""
     rows: list[dict[str, str]] = []
     for job in jobs:
         if job.ok:
             rows.extend(result_rows(job.record["results"], job=job.name, run=job.run, status="ok"))
         else:
-            rows.append({"job": job.name, "run": job.run, "status": f"failed ({job.failure})"})
+            state = "not finished" if job.unfinished else "failed"
+            rows.append({"job": job.name, "run": job.run, "status": f"{state} ({job.failure})"})
     return rows
 
 
@@ -314,9 +317,11 @@ class SweepSummary(Callback):
         print(f"\nSweep summary ({sweep_dir}/summary.md):\n{text}")
         if str((config.get("logger") or {}).get("_target_", "")).endswith("wandb_logger"):
             log_summary_to_wandb(config, sweep_dir, tables)
-        failed = sorted({r["job"] for r in tables["runs"][1] if r["status"].startswith("failed")}, key=int)
+        # at the end of the sweep no job runs: one without final results failed, with or without a failed.txt
+        failed = sorted({r["job"] for r in tables["runs"][1] if r["status"].startswith(("failed", "not finished"))}, key=int)
         if failed:
-            raise SystemExit(f"{len(failed)} job(s) of the sweep failed: {', '.join(failed)} (see failed.txt in their folders)")
+            raise SystemExit(f"{len(failed)} job(s) of the sweep failed: {', '.join(failed)} (see failed.txt in their folders; "
+                             f"a job without one was stopped: {RESUME_OPTION} runs it again)")
         if tables["error"]:
             raise SystemExit(f"error: {tables['error']}")
 
