@@ -14,9 +14,9 @@ It reads each job's ``results.json`` and ``per_query.parquet`` and writes into t
 5. the hybrid-batching paper's published figures beside ours, for runs it has figures for.
 
 With ``logger=wandb`` the tables and the forest plot are also logged to a run of the sweep's group.
-Jobs with a ``failed.txt`` are listed as failed, with its first line; jobs without final results or
-one as not finished (still running, or stopped: a summary of a sweep under way lists its pending
-jobs so). At the end of a sweep both count as failed, and it exits with status 1.
+Jobs with a ``failed.txt`` are listed as failed, with its first line; jobs with neither final results
+nor a ``failed.txt`` as not finished (still running, or stopped: so a summary of a sweep under way
+lists them). At the end of a sweep both count as failed, and it exits with status 1.
 
 The same tables for finished sweep folders, e.g. against another baseline, or several sweeps
 compared with each other (printed and written into the first folder as ``summary-<time>.md``):
