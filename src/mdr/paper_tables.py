@@ -117,7 +117,7 @@ def _cells(group: Group | None, eval_set: str, metric: str, row: str, published:
     values = [] if group is None else [v for job in group.jobs if (v := _job_value(job.record, eval_set, metric, row)) is not None]
     if values:
         s = seed_interval(values, bounds=group.bounds(eval_set, metric))
-        ours = f"{s.mean:.{digits}f}" + (f" [{s.low:.{digits}f}, {s.high:.{digits}f}]" if s.n > 1 else "")
+        ours = s.text(digits)
     else:
         ours = MISSING
     paper = MISSING if published is None else f"{published:.{paper_digits or digits}f}"

@@ -55,6 +55,10 @@ class SeedSummary:
     low: float  # 95 % interval for the mean over seeds (Student t; NaN for one seed)
     high: float
 
+    def text(self, digits: int) -> str:
+        """``mean [low, high]`` with ``digits`` decimals; the mean alone for one seed."""
+        return f"{self.mean:.{digits}f}" + (f" [{self.low:.{digits}f}, {self.high:.{digits}f}]" if self.n > 1 else "")
+
 
 def seed_interval(values, confidence: float = 0.95, bounds: tuple[float | None, float | None] = (None, None)) -> SeedSummary:
     """Mean, sd and the t interval of the mean of per-seed values, cut to ``bounds`` (the metric's

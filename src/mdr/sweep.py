@@ -191,8 +191,7 @@ def best_line(group_list: list[Group], comparisons: list[Comparison], name: str 
         for m in (m for m in g.metrics(test_set).values() if m.tested):
             if not g.values(test_set, m.name):
                 continue
-            s, d = g.interval(test_set, m.name), m.digits
-            t = f"{s.mean:.{d}f}" + (f" [{s.low:.{d}f}, {s.high:.{d}f}]" if s.n > 1 else "")
+            t = g.interval(test_set, m.name).text(m.digits)
             verdict = next(((c.verdict(alpha) if c.test is not None else "untested") for c in comparisons
                             if c.group == g.key and c.eval_set == test_set
                             and c.metric.name == m.name), "the baseline itself" if not any(c.group == g.key for c in comparisons) else "")
