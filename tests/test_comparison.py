@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 from omegaconf import OmegaConf
+from statsmodels.stats.multitest import multipletests
 
 from mdr.comparison import ComparisonError, best_group, compare, groups, matched_baselines, paired_values, read_jobs
 from mdr.evaluation.benchmark import declare
@@ -91,8 +92,8 @@ def test_runs_that_differ_only_in_seed_are_grouped(evalset, tmp_path):
         write_job(tmp_path, n, [f"sampler={sampler}", f"seed={seed}"], scored(evalset, 10 * n))
     group_list = groups(read_jobs(tmp_path))
     assert [(g.key, len(g.jobs)) for g in group_list] == [("sampler=xx", 2), ("sampler=hybrid", 3)]
-    assert [(g.key, b.key) for g, b in matched_baselines(group_list, None)] == [("sampler=hybrid", "sampler=xx")]
-    assert [b.key for _, b in matched_baselines(group_list, "sampler=hybrid")] == ["sampler=xx"] * 0 + ["sampler=hybrid"]
+    assert [(g.key, b.key) for g, b, _ in matched_baselines(group_list, None)] == [("sampler=hybrid", "sampler=xx")]
+    assert [(g.key, b.key) for g, b, _ in matched_baselines(group_list, "sampler=hybrid")] == [("sampler=xx", "sampler=hybrid")]
     with pytest.raises(ComparisonError, match="matches no run group"):
         matched_baselines(group_list, "sampler=xy")
     best, interval = best_group(group_list, "demo", "crosslingual_map")
@@ -216,10 +217,39 @@ def test_each_group_is_tested_against_the_baseline_that_shares_its_other_overrid
                 write_job(tmp_path, n, [f"sampler={sampler}", f"data.max_examples={size}", f"seed={seed}"],
                           scored(evalset, 11 * n, 0.5 if sampler == "hybrid" else 0.0))
                 n += 1
-    pairs = [(g.key, b.key) for g, b in matched_baselines(groups(read_jobs(tmp_path)), "sampler=xx")]
+    pairs = [(g.key, b.key) for g, b, _ in matched_baselines(groups(read_jobs(tmp_path)), "sampler=xx")]
     assert pairs == [("sampler=hybrid data.max_examples=10", "sampler=xx data.max_examples=10"),
                      ("sampler=hybrid data.max_examples=20", "sampler=xx data.max_examples=20")]
     assert "| against |" in render(sweep_tables(tmp_path))
+
+
+def test_a_group_whose_every_baseline_differs_in_another_override_is_not_tested(evalset, tmp_path, capsys):
+    """A partial sweep (hybrid runs done in both arms, X-X only in the baseline arm... and the
+    reverse): mined hybrid must not be tested against random X-X, which differs in the sampler too;
+    its row says so and it is not counted in Holm. Mined X-X against random X-X still is."""
+    n = 0
+    for files, samplers in (("random.jsonl", ("xx",)), ("mined.jsonl", ("xx", "hybrid"))):
+        for sampler in samplers:
+            for seed in (1, 2, 3):
+                write_job(tmp_path, n, [f"sampler={sampler}", f"data.files={files}", f"seed={seed}"],
+                          scored(evalset, 17 * n, 0.5 if sampler == "hybrid" else 0.0))
+                n += 1
+    group_list = groups(read_jobs(tmp_path))
+    pairs = [(g.key, b and b.key, why) for g, b, why in matched_baselines(group_list, "data.files=random.jsonl")]
+    assert pairs[0] == ("sampler=xx data.files=mined.jsonl", "sampler=xx data.files=random.jsonl", "")
+    assert pairs[1][:2] == ("sampler=hybrid data.files=mined.jsonl", None) and "sampler=hybrid" in pairs[1][2]
+    made = compare(group_list, "data.files=random.jsonl", ["demo"])
+    untested = [c for c in made if c.test is None]
+    assert untested and {c.group for c in untested} == {"sampler=hybrid data.files=mined.jsonl"}
+    assert all(c.test is not None for c in made if c.group == "sampler=xx data.files=mined.jsonl")
+    tested = [c for c in made if c.test is not None]
+    assert len(tested) == len(made) - len(untested) > 0  # Holm over the tests made, the untested rows not counted:
+    assert [c.p_holm for c in tested] == pytest.approx(list(multipletests([c.test.p for c in tested], method="holm")[1]))
+    main([str(tmp_path), "baseline=data.files=random.jsonl"])
+    out = capsys.readouterr().out
+    hybrid_row = next(line for line in out.splitlines() if line.startswith("| sampler=hybrid data.files=mined.jsonl |")
+                      and "untested" in line)
+    assert "no baseline group (data.files=random.jsonl) has its sampler=hybrid" in hybrid_row and "nan" not in hybrid_row
 
 
 def test_several_sweeps_compared_as_one_with_a_baseline_from_the_resolved_config(evalset, tmp_path, capsys):

@@ -214,17 +214,41 @@ def baselines(group_list: list[Group], baseline: str | None) -> tuple[list[Group
     return group_list[:1], group_list[0].key
 
 
-def matched_baselines(group_list: list[Group], baseline: str | None) -> list[tuple[Group, Group]]:
-    """(group, its baseline) for every group that is not a baseline: the baseline group sharing the
-    most of its overrides (the first of equals)."""
-    bases, _ = baselines(group_list, baseline)
+def _setting(group: Group) -> dict[str, str]:
+    """The group's overrides as ``{key: value}`` (seed left out; all its runs share them)."""
+    return dict(kv for o in group.jobs[0].overrides if not SEED_OVERRIDE.match(o) and (kv := _override_value(o)))
+
+
+def matched_baselines(group_list: list[Group], baseline: str | None) -> list[tuple[Group, Group | None, str]]:
+    """(group, its baseline, why none) for every group that is not a baseline: the baseline group
+    sharing the most of its overrides (the first of equals), among those that set no key the
+    baseline spec does not name to another value than the group does. A key that only one side
+    overrides is allowed (another sweep folder, whose runs leave it at its configured value). A group
+    with no such baseline (a partial sweep: hybrid runs, baselines only at X-X) gets None and the
+    reason: testing it against a baseline that also differs in, say, the sampler would credit the
+    strategy with the sampler's effect."""
+    bases, spec = baselines(group_list, baseline)
+    spec_keys = {kv[0] for item in spec.split() if (kv := _override_value(item))}
     pairs = []
     for g in group_list:
         if any(g is b for b in bases):
             continue
-        mine = {o for j in g.jobs for o in j.overrides if not SEED_OVERRIDE.match(o)}
-        best = max(bases, key=lambda b: len(mine & {o for j in b.jobs for o in j.overrides}))
-        pairs.append((g, best))
+        mine = _setting(g)
+
+        def conflicts(b: Group) -> list[str]:
+            theirs = _setting(b)
+            return [f"{k}={v}" for k, v in mine.items() if k not in spec_keys and k in theirs and theirs[k] != v]
+
+        def shared(b: Group) -> int:
+            return len(set(mine.items()) & set(_setting(b).items()))
+
+        eligible = [b for b in bases if not conflicts(b)]
+        if eligible:
+            pairs.append((g, max(eligible, key=shared), ""))
+        else:
+            nearest = max(bases, key=shared)
+            pairs.append((g, None, f"untested: no baseline group ({spec}) has its {' '.join(conflicts(nearest))}; "
+                                   "add such runs to test it"))
     return pairs
 
 
@@ -346,7 +370,11 @@ def compare(group_list: list[Group], baseline: str | None, sets: list[str], test
     """Each non-baseline group against its baseline, per eval set of ``sets`` and tested metric (the
     metrics declared ``tested``, or the names in ``tested``); Holm over all the tests made."""
     out = []
-    for g, base in matched_baselines(group_list, baseline):
+    for g, base, why_none in matched_baselines(group_list, baseline):
+        if base is None:
+            out += [Comparison(g.key, "", name, metric, math.nan, (len(g.jobs), 0), 0, None, why_none)
+                    for name in sets for metric in g.metrics(name).values() if (metric.name in tested if tested else metric.tested)]
+            continue
         for name in sets:
             mine, theirs = g.metrics(name), base.metrics(name)
             for metric in (m for m in mine.values() if m.name in theirs and (m.name in tested if tested else m.tested)):

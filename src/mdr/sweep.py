@@ -26,6 +26,7 @@ compared with each other (printed and written into the first folder as ``summary
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import time
@@ -113,7 +114,7 @@ def comparison_rows(comparisons: list[Comparison], alpha: float, several_baselin
         d = c.metric.digits
         row = {"runs": c.group, **({"against": c.baseline} if several_baselines else {}), "eval set": c.eval_set,
                "metric": c.metric.name, "seeds": f"{c.seeds[0]} / {c.seeds[1]}", "questions": str(c.questions or ""),
-               "difference": f"{c.delta:+.{d}f}"}
+               "difference": "" if math.isnan(c.delta) else f"{c.delta:+.{d}f}"}  # NaN: no baseline to differ from
         if c.test is None:
             row.update({"95 % interval": "", "p": "", "p (Holm)": ""})
         else:
@@ -157,7 +158,7 @@ def sweep_tables(sweep_dirs: str | Path | list, options: dict | None = None) -> 
             tables["significance"] = (f"Not compared: {tables['error']}", [])
         elif comparisons:
             tables["significance"] = (
-                f"Against the baseline ({spec}{'; each group against the baseline group sharing most of its overrides' if len(bases) > 1 else ''}): "
+                f"Against the baseline ({spec}{'; each group against the baseline group sharing most of its overrides and setting none of the others otherwise' if len(bases) > 1 else ''}): "
                 "difference of the metric (group - baseline), its 95 % interval and two-sided p over seeds and questions "
                 "(Welch-Satterthwaite t; a question with all its translations and pools is one unit), "
                 + (f"Holm over the {made} tests of this table, verdict at alpha {o['alpha']}" if made else
@@ -274,7 +275,7 @@ def plot_curves(group_list: list[Group], comparisons: list[Comparison], folder: 
     deltas = pd.DataFrame([{"eval_set": c.eval_set, "strategy": swept.strategy[c.group], "x": swept.x[c.group],
                             "metric": c.metric.name, "delta": c.delta, "low": c.test.low, "high": c.test.high,
                             "verdict": c.verdict(alpha)} for c in tested], columns=["eval_set", *DELTAS_COLUMNS])
-    baseline = swept.strategy[comparisons[0].baseline] if comparisons else swept.strategy[group_list[0].key]
+    baseline = swept.strategy[next((c.baseline for c in comparisons if c.baseline), group_list[0].key)]
     return save_curves(means_table(group_list, swept), deltas, swept.name, baseline, folder, stem=stem)
 
 
