@@ -24,6 +24,9 @@ def test_seed_interval_is_the_student_t_interval():
     assert (got.low, got.high) == (pytest.approx(low, abs=1e-12), pytest.approx(high, abs=1e-12))
     one = seed_interval([0.5])
     assert one.mean == 0.5 and math.isnan(one.sd) and math.isnan(one.low)
+    assert got.text(3) == f"0.320 [{low:.3f}, {high:.3f}]"
+    assert got.text(3, sd=True) == f"0.320 ±{np.std(values, ddof=1):.3f} [{low:.3f}, {high:.3f}]"
+    assert one.text(2) == one.text(2, sd=True) == "0.50"  # one seed: no spread to show
 
 
 def test_a_seed_interval_stays_inside_the_metrics_range():

@@ -166,9 +166,7 @@ def seed_rows(group_list: list[Group], metrics: list[Metric], marks: dict | None
             row = {"runs": g.key, "seeds": str(len(g.jobs)), "eval set": name}
             for m in metrics:
                 if g.values(name, m.name):
-                    s, d = g.interval(name, m.name), m.digits
-                    cell = f"{s.mean:.{d}f}" if s.n < 2 else f"{s.mean:.{d}f} ±{s.sd:.{d}f} [{s.low:.{d}f}, {s.high:.{d}f}]"
-                    row[m.label] = cell + (marks or {}).get((g.key, name, m.name), "")
+                    row[m.label] = g.interval(name, m.name).text(m.digits, sd=True) + (marks or {}).get((g.key, name, m.name), "")
             rows.append(row)
     return rows
 

@@ -55,9 +55,12 @@ class SeedSummary:
     low: float  # 95 % interval for the mean over seeds (Student t; NaN for one seed)
     high: float
 
-    def text(self, digits: int) -> str:
-        """``mean [low, high]`` with ``digits`` decimals; the mean alone for one seed."""
-        return f"{self.mean:.{digits}f}" + (f" [{self.low:.{digits}f}, {self.high:.{digits}f}]" if self.n > 1 else "")
+    def text(self, digits: int, sd: bool = False) -> str:
+        """``mean [low, high]`` (``mean ±sd [low, high]`` with ``sd``) with ``digits`` decimals; the
+        mean alone for one seed."""
+        if self.n < 2:
+            return f"{self.mean:.{digits}f}"
+        return f"{self.mean:.{digits}f}" + (f" ±{self.sd:.{digits}f}" if sd else "") + f" [{self.low:.{digits}f}, {self.high:.{digits}f}]"
 
 
 def seed_interval(values, confidence: float = 0.95, bounds: tuple[float | None, float | None] = (None, None)) -> SeedSummary:

@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 DEFAULTS = {"baseline": None, "alpha": 0.05, "min_seeds": 3, "metrics": None, "common_queries": False,
             "select_set": None, "select_metric": None, "select_mode": None}
 FOREST_FILE = "summary_forest.png"
-NOT_TABLES = ("comparisons", "error", "groups", "curves")  # what sweep_tables returns beside the tables
+NOT_TABLES = ("comparisons", "error", "groups", "jobs", "curves")  # what sweep_tables returns beside the tables
 
 
 def summary_options(options: dict | None) -> dict:
@@ -132,7 +132,8 @@ def sweep_tables(sweep_dirs: str | Path | list, options: dict | None = None) -> 
     dirs = sweep_dirs if isinstance(sweep_dirs, (list, tuple)) else [sweep_dirs]
     jobs = read_jobs(*dirs)
     group_list = groups(jobs)
-    tables: dict[str, Any] = {"runs": ("Runs", job_rows(jobs)), "comparisons": [], "error": None, "groups": group_list}
+    tables: dict[str, Any] = {"runs": ("Runs", job_rows(jobs)), "comparisons": [], "error": None, "groups": group_list,
+                              "jobs": jobs}
     sets = eval_sets(group_list)
     select_set, select_metric, select_mode = selection(group_list, o)
     dev = select_set if (select_set in sets and len(sets) > 1) else None
@@ -318,7 +319,7 @@ class SweepSummary(Callback):
         if str((config.get("logger") or {}).get("_target_", "")).endswith("wandb_logger"):
             log_summary_to_wandb(config, sweep_dir, tables)
         # at the end of the sweep no job runs: one without final results failed, with or without a failed.txt
-        failed = sorted({r["job"] for r in tables["runs"][1] if r["status"].startswith(("failed", "not finished"))}, key=int)
+        failed = [job.name for job in tables["jobs"] if not job.ok]
         if failed:
             raise SystemExit(f"{len(failed)} job(s) of the sweep failed: {', '.join(failed)} (see failed.txt in their folders; "
                              f"a job without one was stopped: {RESUME_OPTION} runs it again)")
