@@ -73,8 +73,12 @@ def test_mmarco_keeps_the_first_n_triples_of_each_query_in_one_example(tmp_path,
     expected = {qid: list(dict.fromkeys(negs[:triples_per_query])) for qid, negs in triples.items()}  # distinct, in order
     en = {r["id"]: r for r in ds if r["lang"] == "en"}
     assert set(en) == set(triples)  # one example per query, whatever the number of triples
+    positive_of = {str(1000 + int(qid)): qid for qid in triples}  # the fixture's positives: pid 1000 + qid
     for qid, negs in expected.items():
         assert en[qid]["negatives"] == [passages[pid] for pid in negs]
+        # another query's positive carries that query's id (its translations are masked); others their pid
+        assert en[qid]["negative_ids"] == [positive_of.get(pid, f"pid:{pid}") for pid in negs]
+    assert any(i in triples for r in en.values() for i in r["negative_ids"])  # the fixture has such negatives
     index = ParallelIndex.from_dataset(ds)
     kept = sum(len(negs) for negs in expected.values())
     assert index.negatives_per_language() == {"de": kept - len(expected["7"]), "en": kept, "ru": kept}  # query 7 lacks German

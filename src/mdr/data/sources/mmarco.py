@@ -17,6 +17,11 @@ the negatives of its kept triples, so two triples of one query are never in-batc
 other (their shared positive would be a false negative). ``data.hard_negatives=drawn`` takes a
 different kept negative at each use of the example.
 
+A BM25 negative of one query is often another query's positive. Each negative carries the example
+id it belongs to (``negative_ids``: the query whose positive it is, else ``pid:<pid>``), so the
+loss masks it for that query in every language: in an X-Y batch, its translation among another
+example's negatives is the query's own answer, which no text comparison can see.
+
 The build streams the (large) collection files and keeps only the passages it needs; the result
 is cached under a key of the options and source files, so a second run starts in seconds.
 """
@@ -107,7 +112,7 @@ def build_mmarco(
     for lang in languages:
         files[f"queries/{lang}"] = fetch(queries_file(lang), path)
         files[f"collection/{lang}"] = fetch(collection_file(lang), path)
-    key = {"languages": sorted(languages), "max_queries": max_queries, "triples_per_query": triples_per_query,
+    key = {"languages": sorted(languages), "max_queries": max_queries, "triples_per_query": triples_per_query, "negative_ids": True,
            "files": {k: (os.path.realpath(f), os.path.getsize(f), os.path.getmtime(f)) for k, f in files.items()}}
     out = built_corpus_path("mmarco", key, cache_dir)
     if os.path.isfile(out):
@@ -123,6 +128,9 @@ def build_mmarco(
 
 
 def _rows(triples, pids: set[str], languages: Sequence[str], files: dict) -> Iterator[dict]:
+    owner: dict[str, str] = {}  # pid -> the first kept query whose positive it is
+    for qid, (pos, _) in triples.items():
+        owner.setdefault(pos, qid)
     for lang in languages:
         queries = dict(_tsv(files[f"queries/{lang}"], set(triples)))
         passages = dict(_tsv(files[f"collection/{lang}"], pids))
@@ -131,7 +139,8 @@ def _rows(triples, pids: set[str], languages: Sequence[str], files: dict) -> Ite
             if qid not in queries or pos not in passages or not queries[qid].strip() or not passages[pos].strip():
                 missing[lang] += 1  # a translation can be missing or empty: that example lacks this language
                 continue
+            kept = [n for n in negs if passages.get(n, "").strip()]
             yield {"id": qid, "lang": lang, "query": queries[qid], "positive": passages[pos],
-                   "negatives": [passages[n] for n in negs if passages.get(n, "").strip()]}
+                   "negatives": [passages[n] for n in kept], "negative_ids": [owner.get(n, f"pid:{n}") for n in kept]}
         if missing[lang]:
             log.warning("mMARCO %s: %d of %d queries lack a query or positive in this language", lang, missing[lang], len(triples))
