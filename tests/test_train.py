@@ -84,6 +84,29 @@ def test_last_checkpoint_is_the_trained_model_when_training_ends_between_checkpo
     assert again["demo"]["multilingual_map"] == pytest.approx(trained["demo"]["multilingual_map"], abs=1e-6)
 
 
+@pytest.mark.parametrize("val_every", [2, None])  # mid-epoch validations; at each epoch's end (4 steps an epoch)
+def test_a_step_checkpoint_at_a_validation_step_holds_that_validation(corpus, tmp_path, monkeypatch, val_every):
+    """Checkpoints every 4 steps, validations every 2 (or each epoch of 4): step 4's checkpoint is
+    written after step 4's validation, so the selection state it holds has seen it. Lightning wrote
+    it before; resumed from it (ckpt_path=<file>, or auto after a SIGKILL) a run skipped that validation."""
+    import csv
+
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    train(compose_train(base_overrides(corpus) + [
+        "trainer.max_steps=8", "trainer.max_epochs=2", "sampler.steps_per_epoch=4", "checkpoint.every_n_train_steps=4", "checkpoint.save_top_k=-1",
+        "data.val_split=0.2", "data.val_batches=3", f"val.every_n_steps={val_every or 'null'}", "logger=csv",
+        "trainer.log_every_n_steps=1"]))
+    with open(next(tmp_path.glob("csv/version_*/metrics.csv"))) as fh:
+        validated = [float(row["val/loss"]) for row in csv.DictReader(fh) if row.get("val/loss")]
+    assert len(validated) == (4 if val_every else 2)
+    state = torch.load(tmp_path / "checkpoints" / "step000004.ckpt", map_location="cpu", weights_only=False)
+    [selection] = [v for k, v in state["callbacks"].items() if "'monitor': 'val/loss'" in k]
+    assert state["global_step"] == 4
+    assert float(selection["current_score"]) == pytest.approx(validated[1 if val_every else 0], abs=1e-6)  # step 4's
+
+
 @pytest.mark.parametrize(
     "override, message",
     [

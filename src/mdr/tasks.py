@@ -105,7 +105,9 @@ def train(cfg: DictConfig) -> dict[str, dict]:
         check_resumable(ckpt_path, module, state)
     loggers = build_loggers(cfg, out, choices, overrides, record={"training_data": data_record, "data_subset": datamodule.data_subset},
                             resume=ckpt_path is not None)
-    callbacks = [instantiate(cfg.checkpoint, dirpath=ckpt_dir), eval_cb, *(selection.callbacks if selection else [])]
+    # the step checkpoints after the selection's: Lightning keeps the order of its checkpoint callbacks, so a
+    # step checkpoint written after a validation holds the selection's state of it (mdr.model.checkpoint)
+    callbacks = [eval_cb, *(selection.callbacks if selection else []), instantiate(cfg.checkpoint, dirpath=ckpt_dir)]
     callbacks += [LearningRateMonitor(logging_interval="step")] if loggers else []
     # listed last: it runs after the ModelCheckpoints, so its checkpoint holds their state of the step
     callbacks += [PreemptionCheckpoint(os.path.join(ckpt_dir, LAST), signals)] if signals else []

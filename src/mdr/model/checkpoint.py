@@ -1,9 +1,13 @@
 """Checkpoints: written atomically, checked before use, and turned back into trained encoders.
 
-- ``ModelCheckpoint``: Lightning's, with ``last.ckpt`` also written when training ends. Lightning writes
-  it at the end only if it was never written, so with ``every_n_train_steps`` it kept the last multiple
-  of n (step 100 of a 188-step run): ``export.py``, ``evaluate.py`` and ``mine.py`` given ``last.ckpt``
-  read a model trained part of the way.
+- ``ModelCheckpoint``: Lightning's, with two changes. ``last.ckpt`` is also written when training
+  ends: Lightning writes it at the end only if it was never written, so with ``every_n_train_steps``
+  it kept the last multiple of n (step 100 of a 188-step run), and ``export.py``, ``evaluate.py`` and
+  ``mine.py`` given ``last.ckpt`` read a model trained part of the way. And a step checkpoint that
+  falls on a step with a validation waits for it: Lightning writes it before the validation, and a
+  run resumed from it (``ckpt_path=`` that file, or ``auto`` after a SIGKILL) skips the validation,
+  which the model selection then never sees. It is listed after the selection's checkpoint
+  (``mdr.tasks``), so the state it saves holds that validation.
 - ``AtomicCheckpointIO`` (Lightning plugin): each checkpoint goes to a temporary file beside its
   destination, is flushed to disk and renamed into place, so a process killed mid-write leaves the
   previous checkpoint intact. (Lightning's own writer stages the file in the system temp folder and
@@ -36,7 +40,34 @@ LIGHTNING_CKPT_KEYWORDS = ("last", "best", "hpc", "registry")  # ckpt_path value
 
 
 class ModelCheckpoint(callbacks.ModelCheckpoint):
-    """``last.ckpt`` holds the final step's weights after training, whatever ``every_n_train_steps``."""
+    """``last.ckpt`` holds the final step's weights after training, whatever ``every_n_train_steps``;
+    a step checkpoint due where a validation is due is written after it (see the module doc)."""
+
+    _after_validation = False
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step_due = self._every_n_train_steps >= 1 and trainer.global_step % self._every_n_train_steps == 0
+        if (step_due and pl_module.automatic_optimization and not self._should_skip_saving_checkpoint(trainer)
+                and validation_due(trainer)):
+            self._after_validation = True
+            return
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):  # mid-epoch validations: the selection saved just now
+            self._save_deferred(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        self._save_deferred(trainer)  # an epoch-end validation: the selection saves here, not at its end
+
+    def _save_deferred(self, trainer) -> None:
+        if self._after_validation and not trainer.sanity_checking:
+            self._after_validation = False
+            candidates = self._monitor_candidates(trainer)
+            self._save_topk_checkpoint(trainer, candidates)
+            self._save_last_checkpoint(trainer, candidates)
 
     def on_train_end(self, trainer, pl_module) -> None:
         # the skip test: not under fast_dev_run, not twice for one step (also true when nothing was trained)
@@ -67,6 +98,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(partial)
             raise
+
+
+def validation_due(trainer) -> bool:
+    """Whether Lightning validates at the end of this step (its own test; False if that changes)."""
+    loop = trainer.fit_loop.epoch_loop
+    try:
+        return bool(trainer.enable_validation and loop._should_check_val_fx(trainer.fit_loop._data_fetcher))
+    except AttributeError:  # a Lightning without these: write the checkpoint now
+        return False
 
 
 def checkpoint_problem(path: str) -> str | None:

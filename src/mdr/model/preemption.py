@@ -43,6 +43,7 @@ from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import Checkpoint
 
 from mdr.errors import ConfigError
+from mdr.model.checkpoint import validation_due
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class PreemptionCheckpoint(Checkpoint):
             return  # gradients being accumulated: no optimizer step ended here (nor on any rank)
         if not self._agree(trainer):
             return
-        if _validation_due(trainer):
+        if validation_due(trainer):
             self._after_validation = True  # what the uninterrupted run does next is part of this step
         else:
             self._save(trainer)
@@ -157,15 +158,6 @@ class PreemptionCheckpoint(Checkpoint):
     def _stop_if_saved(self) -> None:
         if self.saved_step is not None:
             raise Preempted(self.received, self.saved_step, self.path, self.original.get(self.received))
-
-
-def _validation_due(trainer: L.Trainer) -> bool:
-    """Whether Lightning validates at the end of this step (its own test; False if that changes)."""
-    loop = trainer.fit_loop.epoch_loop
-    try:
-        return bool(trainer.enable_validation and loop._should_check_val_fx(trainer.fit_loop._data_fetcher))
-    except AttributeError:  # a Lightning without these: write the checkpoint now
-        return False
 
 
 def hand_over(stop: Preempted) -> NoReturn:
