@@ -232,21 +232,14 @@ def matched_baselines(group_list: list[Group], baseline: str | None) -> list[tup
         if any(g is b for b in bases):
             continue
         mine = _setting(g)
-
-        def conflicts(b: Group) -> list[str]:
-            theirs = _setting(b)
-            return [f"{k}={v}" for k, v in mine.items() if k not in spec_keys and k in theirs and theirs[k] != v]
-
-        def shared(b: Group) -> int:
-            return len(set(mine.items()) & set(_setting(b).items()))
-
-        eligible = [b for b in bases if not conflicts(b)]
+        conflicts = {id(b): [f"{k}={v}" for k, v in mine.items() if k not in spec_keys and _setting(b).get(k, v) != v] for b in bases}
+        shared = {id(b): len(set(mine.items()) & set(_setting(b).items())) for b in bases}
+        eligible = [b for b in bases if not conflicts[id(b)]]
         if eligible:
-            pairs.append((g, max(eligible, key=shared), ""))
+            pairs.append((g, max(eligible, key=lambda b: shared[id(b)]), ""))
         else:
-            nearest = max(bases, key=shared)
-            pairs.append((g, None, f"untested: no baseline group ({spec}) has its {' '.join(conflicts(nearest))}; "
-                                   "add such runs to test it"))
+            nearest = max(bases, key=lambda b: shared[id(b)])
+            pairs.append((g, None, f"untested: no baseline group ({spec}) has its {' '.join(conflicts[id(nearest)])}; add such runs to test it"))
     return pairs
 
 
