@@ -224,9 +224,9 @@ def test_each_group_is_tested_against_the_baseline_that_shares_its_other_overrid
 
 
 def test_a_group_whose_every_baseline_differs_in_another_override_is_not_tested(evalset, tmp_path, capsys):
-    """A partial sweep (hybrid runs done in both arms, X-X only in the baseline arm... and the
-    reverse): mined hybrid must not be tested against random X-X, which differs in the sampler too;
-    its row says so and it is not counted in Holm. Mined X-X against random X-X still is."""
+    """A partial sweep: the baseline (random) arm has X-X runs only, the mined arm X-X and hybrid.
+    Mined hybrid must not be tested against random X-X, which differs in the sampler too: its row
+    says so and it is not counted in Holm. Mined X-X against random X-X still is."""
     n = 0
     for files, samplers in (("random.jsonl", ("xx",)), ("mined.jsonl", ("xx", "hybrid"))):
         for sampler in samplers:

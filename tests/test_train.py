@@ -95,7 +95,8 @@ def test_a_step_checkpoint_at_a_validation_step_holds_that_validation(corpus, tm
 
     monkeypatch.chdir(tmp_path)
     train(compose_train(base_overrides(corpus) + [
-        "trainer.max_steps=8", "trainer.max_epochs=2", "sampler.steps_per_epoch=4", "checkpoint.every_n_train_steps=4", "checkpoint.save_top_k=-1",
+        "trainer.max_steps=8", "trainer.max_epochs=2", "sampler.steps_per_epoch=4", "checkpoint.every_n_train_steps=4",
+        "checkpoint.save_top_k=-1",
         "data.val_split=0.2", "data.val_batches=3", f"val.every_n_steps={val_every or 'null'}", "logger=csv",
         "trainer.log_every_n_steps=1"]))
     with open(next(tmp_path.glob("csv/version_*/metrics.csv"))) as fh:
