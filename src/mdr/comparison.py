@@ -227,19 +227,21 @@ def matched_baselines(group_list: list[Group], baseline: str | None) -> list[tup
     strategy with the sampler's effect."""
     bases, spec = baselines(group_list, baseline)
     spec_keys = {kv[0] for item in spec.split() if (kv := _override_value(item))}
+    base_settings = [(b, _setting(b)) for b in bases]
     pairs = []
     for g in group_list:
         if any(g is b for b in bases):
             continue
         mine = _setting(g)
-        conflicts = {id(b): [f"{k}={v}" for k, v in mine.items() if k not in spec_keys and _setting(b).get(k, v) != v] for b in bases}
-        shared = {id(b): len(set(mine.items()) & set(_setting(b).items())) for b in bases}
-        eligible = [b for b in bases if not conflicts[id(b)]]
+        # per baseline: (the group's overrides it sets otherwise, how many it shares), in the order of bases
+        scored = [(b, [f"{k}={v}" for k, v in mine.items() if k not in spec_keys and theirs.get(k, v) != v],
+                   len(mine.items() & theirs.items())) for b, theirs in base_settings]
+        eligible = [(b, shared) for b, conflicts, shared in scored if not conflicts]
         if eligible:
-            pairs.append((g, max(eligible, key=lambda b: shared[id(b)]), ""))
+            pairs.append((g, max(eligible, key=lambda e: e[1])[0], ""))
         else:
-            nearest = max(bases, key=lambda b: shared[id(b)])
-            pairs.append((g, None, f"untested: no baseline group ({spec}) has its {' '.join(conflicts[id(nearest)])}; add such runs to test it"))
+            _, conflicts, _ = max(scored, key=lambda e: e[2])
+            pairs.append((g, None, f"untested: no baseline group ({spec}) has its {' '.join(conflicts)}; add such runs to test it"))
     return pairs
 
 
@@ -360,15 +362,18 @@ def compare(group_list: list[Group], baseline: str | None, sets: list[str], test
             min_seeds: int = 3, common: bool = False) -> list[Comparison]:
     """Each non-baseline group against its baseline, per eval set of ``sets`` and tested metric (the
     metrics declared ``tested``, or the names in ``tested``); Holm over all the tests made."""
+    def is_tested(m: Metric) -> bool:
+        return m.name in tested if tested else m.tested
+
     out = []
     for g, base, why_none in matched_baselines(group_list, baseline):
         if base is None:
             out += [Comparison(g.key, "", name, metric, math.nan, (len(g.jobs), 0), 0, None, why_none)
-                    for name in sets for metric in g.metrics(name).values() if (metric.name in tested if tested else metric.tested)]
+                    for name in sets for metric in g.metrics(name).values() if is_tested(metric)]
             continue
         for name in sets:
             mine, theirs = g.metrics(name), base.metrics(name)
-            for metric in (m for m in mine.values() if m.name in theirs and (m.name in tested if tested else m.tested)):
+            for metric in (m for m in mine.values() if m.name in theirs and is_tested(m)):
                 if metric.per_query is None:
                     raise ComparisonError(f"summary.metrics: {metric.name} of {name!r} has no per-query rule, so it cannot be tested")
                 seeds = (len(g.jobs), len(base.jobs))
